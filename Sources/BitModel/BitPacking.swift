@@ -1,0 +1,36 @@
+/// Packing of +1/-1 values into 64-bit words, the layout shared by the file format and the
+/// engine: rows of `rowLength` values, each row padded with zero bits to a whole word.
+public enum BitPacking {
+    public static func wordCount(forBits bits: Int) -> Int { (bits + 63) / 64 }
+
+    /// Bit `i` of a row is 1 when the value is >= 0 (sign(0) = +1).
+    public static func pack(_ values: [Float], rowLength: Int) -> [UInt64] {
+        precondition(rowLength > 0 && values.count % rowLength == 0)
+        let rows = values.count / rowLength
+        let words = wordCount(forBits: rowLength)
+        var packed = [UInt64](repeating: 0, count: rows * words)
+        for row in 0..<rows {
+            for i in 0..<rowLength where values[row * rowLength + i] >= 0 {
+                packed[row * words + i / 64] |= 1 << UInt64(i % 64)
+            }
+        }
+        return packed
+    }
+
+    public static func unpack(_ packed: [UInt64], rowLength: Int, rows: Int) -> [Float] {
+        let words = wordCount(forBits: rowLength)
+        var values = [Float](repeating: -1, count: rows * rowLength)
+        for row in 0..<rows {
+            for i in 0..<rowLength where packed[row * words + i / 64] >> UInt64(i % 64) & 1 == 1 {
+                values[row * rowLength + i] = 1
+            }
+        }
+        return values
+    }
+
+    /// Mask of the bits of the last word of a row that carry values.
+    public static func lastWordMask(rowLength: Int) -> UInt64 {
+        let used = rowLength % 64
+        return used == 0 ? ~0 : (1 << UInt64(used)) - 1
+    }
+}

@@ -10,38 +10,72 @@ import Synchronization
 /// than many of the loops themselves.
 final class ThreadPool: @unchecked Sendable {
     let threadCount: Int
+    private let shared: SharedState
 
-    private let lock = NSCondition()
-    private let generation = Atomic<Int>(0)
-    private let nextTask = Atomic<Int>(0)
-    private let finishedWorkers = Atomic<Int>(0)
-    private var taskCount = 0
-    private var job: ((_ task: Int, _ thread: Int) -> Void)?
-    private var stopping = false
-    private var threads: [Thread] = []
+    /// Owned by the workers as well as the pool, so it outlives the pool's deinit until
+    /// every worker has seen the stop signal.
+    private final class SharedState: @unchecked Sendable {
+        let lock = NSCondition()
+        let generation = Atomic<Int>(0)
+        let nextTask = Atomic<Int>(0)
+        let finishedWorkers = Atomic<Int>(0)
+        var taskCount = 0
+        var job: ((_ task: Int, _ thread: Int) -> Void)?
+        var stopping = false
+
+        func work(thread: Int) {
+            guard let job else { return }
+            while true {
+                let task = nextTask.add(1, ordering: .relaxed).oldValue
+                if task >= taskCount { return }
+                job(task, thread)
+            }
+        }
+
+        func workerLoop(index: Int) {
+            var seen = 0
+            while true {
+                var current = generation.load(ordering: .acquiring)
+                var spins = 0
+                while current == seen && spins < 20_000 {
+                    spins += 1
+                    current = generation.load(ordering: .acquiring)
+                }
+                if current == seen {
+                    lock.lock()
+                    while generation.load(ordering: .acquiring) == seen { lock.wait() }
+                    lock.unlock()
+                    current = generation.load(ordering: .acquiring)
+                }
+                seen = current
+                lock.lock()
+                let stop = stopping
+                lock.unlock()
+                if stop { return }
+                work(thread: index)
+                finishedWorkers.add(1, ordering: .releasing)
+            }
+        }
+    }
 
     init(threadCount: Int) {
         self.threadCount = max(1, threadCount)
+        shared = SharedState()
         for index in 1..<self.threadCount {
-            let thread = Thread { [unowned self] in self.workerLoop(index: index) }
+            let state = shared
+            let thread = Thread { state.workerLoop(index: index) }
             thread.name = "bitengine-\(index)"
             thread.stackSize = 1 << 20
-            threads.append(thread)
             thread.start()
         }
     }
 
     deinit {
-        lock.lock()
-        stopping = true
-        finishedWorkers.store(0, ordering: .relaxed)
-        generation.add(1, ordering: .releasing)
-        lock.broadcast()
-        lock.unlock()
-        // Workers hold `unowned self`; wait until they are gone before memory is freed.
-        while finishedWorkers.load(ordering: .acquiring) < threadCount - 1 {
-            sched_yield()
-        }
+        shared.lock.lock()
+        shared.stopping = true
+        shared.generation.add(1, ordering: .releasing)
+        shared.lock.broadcast()
+        shared.lock.unlock()
     }
 
     /// Runs `body(task, thread)` for every task in 0..<tasks and returns when all are done.
@@ -52,61 +86,22 @@ final class ThreadPool: @unchecked Sendable {
             return
         }
         withoutActuallyEscaping(body) { escapable in
-            lock.lock()
-            job = escapable
-            taskCount = tasks
-            nextTask.store(0, ordering: .relaxed)
-            finishedWorkers.store(0, ordering: .relaxed)
-            generation.add(1, ordering: .releasing)
-            lock.broadcast()
-            lock.unlock()
+            shared.lock.lock()
+            shared.job = escapable
+            shared.taskCount = tasks
+            shared.nextTask.store(0, ordering: .relaxed)
+            shared.finishedWorkers.store(0, ordering: .relaxed)
+            shared.generation.add(1, ordering: .releasing)
+            shared.lock.broadcast()
+            shared.lock.unlock()
 
-            work(thread: 0)
+            shared.work(thread: 0)
 
-            while finishedWorkers.load(ordering: .acquiring) < threadCount - 1 {
-                // Workers finish within the time of one task; spinning beats sleeping here.
-                _ = 0
-            }
-            lock.lock()
-            job = nil
-            lock.unlock()
-        }
-    }
-
-    private func work(thread: Int) {
-        guard let job else { return }
-        while true {
-            let task = nextTask.add(1, ordering: .relaxed).oldValue
-            if task >= taskCount { return }
-            job(task, thread)
-        }
-    }
-
-    private func workerLoop(index: Int) {
-        var seen = 0
-        while true {
-            var current = generation.load(ordering: .acquiring)
-            var spins = 0
-            while current == seen && spins < 20_000 {
-                spins += 1
-                current = generation.load(ordering: .acquiring)
-            }
-            if current == seen {
-                lock.lock()
-                while generation.load(ordering: .acquiring) == seen { lock.wait() }
-                lock.unlock()
-                current = generation.load(ordering: .acquiring)
-            }
-            seen = current
-            lock.lock()
-            let stop = stopping
-            lock.unlock()
-            if stop {
-                finishedWorkers.add(1, ordering: .releasing)
-                return
-            }
-            work(thread: index)
-            finishedWorkers.add(1, ordering: .releasing)
+            // Workers finish within the time of one task; spinning beats sleeping here.
+            while shared.finishedWorkers.load(ordering: .acquiring) < threadCount - 1 {}
+            shared.lock.lock()
+            shared.job = nil
+            shared.lock.unlock()
         }
     }
 }

@@ -34,3 +34,48 @@ public enum BitPacking {
         return used == 0 ? ~0 : (1 << UInt64(used)) - 1
     }
 }
+
+extension BitPacking {
+    /// Reads `count` bits starting at bit `offset` of a little-endian word stream.
+    @inline(__always)
+    static func bits(_ stream: UnsafeBufferPointer<UInt64>, at offset: Int, count: Int) -> UInt64 {
+        let word = offset / 64, shift = offset % 64
+        var value = stream[word] >> UInt64(shift)
+        if shift != 0 && shift + count > 64 { value |= stream[word + 1] << UInt64(64 - shift) }
+        return count == 64 ? value : value & ((1 << UInt64(count)) - 1)
+    }
+
+    /// Row-padded words (the engine's layout) to one dense bit stream of `rows * rowLength`
+    /// bits, the file's layout: a file holds exactly the bits the weights need.
+    public static func denseStream(fromRows packed: [UInt64], rowLength: Int, rows: Int) -> [UInt64] {
+        let wordsPerRow = wordCount(forBits: rowLength)
+        var dense = [UInt64](repeating: 0, count: wordCount(forBits: rows * rowLength))
+        var position = 0
+        for row in 0..<rows {
+            for w in 0..<wordsPerRow {
+                let count = min(64, rowLength - w * 64)
+                let value = packed[row * wordsPerRow + w]
+                let word = position / 64, shift = position % 64
+                dense[word] |= value << UInt64(shift)
+                if shift != 0 && shift + count > 64 { dense[word + 1] |= value >> UInt64(64 - shift) }
+                position += count
+            }
+        }
+        return dense
+    }
+
+    /// The inverse of `denseStream`.
+    public static func rows(fromDenseStream dense: UnsafeBufferPointer<UInt64>, rowLength: Int, rows: Int) -> [UInt64] {
+        let wordsPerRow = wordCount(forBits: rowLength)
+        var packed = [UInt64](repeating: 0, count: rows * wordsPerRow)
+        var position = 0
+        for row in 0..<rows {
+            for w in 0..<wordsPerRow {
+                let count = min(64, rowLength - w * 64)
+                packed[row * wordsPerRow + w] = bits(dense, at: position, count: count)
+                position += count
+            }
+        }
+        return packed
+    }
+}

@@ -197,7 +197,7 @@ public enum ModelReader {
             let expectedBytes: Int
             switch entry.dtype {
             case .float32: expectedBytes = elements * 4
-            case .bits: expectedBytes = elements / entry.shape.last! * BitPacking.wordCount(forBits: entry.shape.last!) * 8
+            case .bits: expectedBytes = BitPacking.wordCount(forBits: elements) * 8
             }
             guard entry.bytes == expectedBytes else {
                 throw ModelFormatError(.invalidTensor, at: location, "\(entry.dtype.rawValue) shape \(entry.shape) needs \(expectedBytes) bytes, the table says \(entry.bytes)")
@@ -217,11 +217,19 @@ public enum ModelReader {
                 tensors.append(Tensor(shape: entry.shape, floats: values))
             case .bits:
                 let wordCount = entry.bytes / 8
-                let words = [UInt64](unsafeUninitializedCapacity: wordCount) { buffer, count in
+                let dense = [UInt64](unsafeUninitializedCapacity: wordCount) { buffer, count in
                     for i in 0..<wordCount { buffer[i] = payload.loadLE(UInt64.self, at: i * 8) }
                     count = wordCount
                 }
-                tensors.append(Tensor(shape: entry.shape, packedBits: words))
+                let unused = wordCount * 64 - elements
+                if unused > 0, dense[wordCount - 1] >> UInt64(64 - unused) != 0 {
+                    throw ModelFormatError(.invalidTensor, at: location, "padding bits after the last of \(elements) binary values are set")
+                }
+                let rowLength = entry.shape.last!
+                let rows = dense.withUnsafeBufferPointer {
+                    BitPacking.rows(fromDenseStream: $0, rowLength: rowLength, rows: elements / rowLength)
+                }
+                tensors.append(Tensor(shape: entry.shape, packedBits: rows))
             }
         }
         return tensors

@@ -19,11 +19,11 @@ public enum ModelWriter {
                     for value in buffer { appendLittleEndian(value.bitPattern, to: &tensorData) }
                 }
             case .bits(let words):
-                words.withUnsafeBufferPointer { buffer in
-                    for word in buffer { appendLittleEndian(word, to: &tensorData) }
-                }
+                let rowLength = tensor.shape.last!
+                let dense = BitPacking.denseStream(fromRows: words, rowLength: rowLength, rows: tensor.elementCount / rowLength)
+                for word in dense { appendLittleEndian(word, to: &tensorData) }
             }
-            entries.append(.init(dtype: tensor.dataType, shape: tensor.shape, offset: offset, bytes: tensor.byteCount))
+            entries.append(.init(dtype: tensor.dataType, shape: tensor.shape, offset: offset, bytes: tensorData.count - offset))
         }
 
         let encoder = JSONEncoder()
@@ -35,6 +35,11 @@ public enum ModelWriter {
             sections.append((.selfTests, try encoder.encode(SelfTestSection(vectors: model.selfTests))))
         }
         sections.append((.tensorData, tensorData))
+        return assemble(sections)
+    }
+
+    /// Lays out header, section table and sections (tensor data 64-byte aligned).
+    static func assemble(_ sections: [(FileLayout.SectionKind, Data)]) -> Data {
 
         let tableOffset = FileLayout.headerSize
         var cursor = tableOffset + sections.count * FileLayout.sectionEntrySize

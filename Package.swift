@@ -11,10 +11,12 @@ let package = Package(
     products: [
         .library(name: "BitModel", targets: ["BitModel"]),
         .library(name: "BitEngine", targets: ["BitEngine"]),
+        .library(name: "ModelImport", targets: ["ModelImport"]),
         .executable(name: "fleetctl", targets: ["fleetctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .target(name: "BitModel"),
@@ -23,15 +25,25 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3"])]
         ),
         .target(name: "BitEngine", dependencies: ["BitModel", "CBitKernels"]),
+        // ONNX -> .bnn. Generated/onnx.pb.swift is committed (tools/onnx-proto/regenerate.sh)
+        // so builds never run the protoc plugin.
+        .target(
+            name: "ModelImport",
+            dependencies: ["BitModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
         .executableTarget(
             name: "fleetctl",
             dependencies: [
-                "BitModel", "BitEngine",
+                "BitModel", "BitEngine", "ModelImport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "BitModelTests", dependencies: ["BitModel"]),
         .testTarget(name: "BitEngineTests", dependencies: ["BitEngine", "BitModel"]),
+        .testTarget(
+            name: "ModelImportTests",
+            dependencies: ["ModelImport", "BitEngine", "BitModel"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -19,6 +19,6 @@ struct ModelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Inspect, run and benchmark .bnn model files.",
-        subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, SynthesizeCommand.self]
+        subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, ConvertCommand.self, SynthesizeCommand.self]
     )
 }

@@ -8,10 +8,10 @@ Two models are trained with a straight-through estimator (STE):
            -> binary Gemm 256x256 -> BN -> Sign
            -> float Gemm 256x10 (+bias) -> logits
 
-  bnn-cnn  float Conv 1->32 3x3 p1 -> BN -> Sign
-           -> binary Conv 32->64 3x3 p1 -> BN -> MaxPool 2x2 -> Sign     (28 -> 14)
-           -> binary Conv 64->64 3x3 p1 -> BN -> MaxPool 2x2 -> Sign     (14 -> 7)
-           -> binary Conv 64->128 3x3 p1 -> BN -> MaxPool 2x2 -> Sign    (7 -> 3)
+  bnn-cnn  float  Conv 1->64   3x3 p1 -> BN -> MaxPool 2x2 -> Sign   (28 -> 14)
+           binary Conv 64->64  3x3 p1 -> BN -> Sign                 (14)
+           binary Conv 64->64  3x3 p1 -> BN -> MaxPool 2x2 -> Sign   (14 -> 7)
+           binary Conv 64->128 3x3 p1 -> BN -> MaxPool 2x2 -> Sign   (7 -> 3, floor)
            -> Flatten (1152) -> float Gemm 1152x10 (+bias) -> logits
 
 "binary" layers: weights are exactly +1/-1 (sign(w), sign(0) = +1), no bias,
@@ -158,7 +158,9 @@ class BnnMLP(nn.Module):
 
 
 class BnnCNN(nn.Module):
-    c1, c2, c3, c4 = 32, 64, 64, 128
+    c1, c2, c3, c4 = 64, 64, 64, 128
+    # which blocks end with a 2x2 max-pool (block 1 = full-precision conv1)
+    pool = {1: True, 2: False, 3: True, 4: True}
 
     def __init__(self):
         super().__init__()
@@ -174,10 +176,13 @@ class BnnCNN(nn.Module):
         self.sign = SignAct()
 
     def forward(self, x):
-        x = self.sign(self.bn1(self.conv1(x)))
-        x = self.sign(F.max_pool2d(self.bn2(self.bconv2(x)), 2))
-        x = self.sign(F.max_pool2d(self.bn3(self.bconv3(x)), 2))
-        x = self.sign(F.max_pool2d(self.bn4(self.bconv4(x)), 2))
+        convs = [self.conv1, self.bconv2, self.bconv3, self.bconv4]
+        bns = [self.bn1, self.bn2, self.bn3, self.bn4]
+        for i, (conv, bn) in enumerate(zip(convs, bns), start=1):
+            x = bn(conv(x))
+            if self.pool[i]:
+                x = F.max_pool2d(x, 2)
+            x = self.sign(x)
         return self.fc_out(torch.flatten(x, 1))
 
 
@@ -314,14 +319,16 @@ def export_mlp(model: BnnMLP, meta) -> "onnx.ModelProto":
 def export_cnn(model: BnnCNN, meta) -> "onnx.ModelProto":
     b = GraphBuilder()
     pads = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
-    x = b.node("Conv", ["input", b.init("conv1.weight", model.conv1.weight.detach().numpy())], **pads)
-    x = b.bn(x, model.bn1, "bn1")
-    x = b.node("Sign", [x])
-    for i in (2, 3, 4):
-        conv, bn = getattr(model, f"bconv{i}"), getattr(model, f"bn{i}")
-        x = b.node("Conv", [x, b.init(f"bconv{i}.weight", _bin(conv.weight), binary=True)], **pads)
-        x = b.bn(x, bn, f"bn{i}")
-        x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    x = "input"
+    for i in (1, 2, 3, 4):
+        if i == 1:
+            w = b.init("conv1.weight", model.conv1.weight.detach().numpy())
+        else:
+            w = b.init(f"bconv{i}.weight", _bin(getattr(model, f"bconv{i}").weight), binary=True)
+        x = b.node("Conv", [x, w], **pads)
+        x = b.bn(x, getattr(model, f"bn{i}"), f"bn{i}")
+        if model.pool[i]:
+            x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
         x = b.node("Sign", [x])
     x = b.node("Flatten", [x], axis=1)
     b.node("Gemm", [x, b.init("fc_out.weight", model.fc_out.weight.detach().numpy()),
@@ -445,7 +452,13 @@ def main(argv=None):
         log(f"== {name}: epochs={epochs} batch={bs} lr={lr} seed={args.seed}")
         seed_everything(args.seed)
         model = cls()
-        train_time = train(model, x_tr, y_tr, epochs=epochs, batch_size=bs, lr=lr,
+        if name == "bnn-cnn":
+            # NHWC is ~1.6x faster for max-pool/BN on CPU; numerics are unaffected.
+            model = model.to(memory_format=torch.channels_last)
+            x_tr_fit = x_tr.contiguous(memory_format=torch.channels_last)
+        else:
+            x_tr_fit = x_tr
+        train_time = train(model, x_tr_fit, y_tr, epochs=epochs, batch_size=bs, lr=lr,
                            seed=args.seed, augment=augment, log=log)
 
         frozen = frozen_binary_copy(model)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every BitFleet test: installs what is missing, checks that the committed ONNX
+# fixtures still match a freshly installed ONNX Runtime, then runs `swift test`.
+#
+#   ./scripts/test.sh            all tests
+#   ./scripts/test.sh --filter X only Swift tests matching X (fixture check skipped)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$BITFLEET_ROOT"
+
+require_swift
+require_system_packages
+
+if [ $# -eq 0 ]; then
+    python_env tools/onnx_fixtures/requirements.txt
+    log "checking the ONNX fixtures against ONNX Runtime"
+    "$BITFLEET_PYTHON" tools/onnx_fixtures/gen_fixtures.py --check
+fi
+
+log "building and running the Swift tests"
+swift build --build-tests
+swift test --skip-build "$@"

@@ -76,6 +76,7 @@ final class AddStep: PlannedStep {
 final class ActivationStep: PlannedStep {
     enum Function {
         case relu
+        case sign
         case prelu(slope: [Float])
         case clip(min: Float, max: Float)
     }
@@ -84,6 +85,7 @@ final class ActivationStep: PlannedStep {
     override var kind: String {
         switch function {
         case .relu: return "relu"
+        case .sign: return "sign"
         case .prelu: return "prelu"
         case .clip: return "clip"
         }
@@ -102,6 +104,8 @@ final class ActivationStep: PlannedStep {
             switch function {
             case .relu:
                 for i in elements { output[i] = max(input[i], 0) }
+            case .sign:
+                for i in elements { output[i] = input[i] >= 0 ? 1 : -1 }
             case .clip(let low, let high):
                 // NaN stays NaN, as in ONNX Clip.
                 for i in elements { let x = input[i]; output[i] = x < low ? low : (x > high ? high : x) }

@@ -129,6 +129,8 @@ enum Planner {
             case .globalAveragePool:
                 steps.append(GlobalAveragePoolStep(label: layer.name, input: layer.inputs[0], output: value,
                                                    inputShape: shapes[layer.inputs[0]], outputShape: shapes[value]))
+            case .sign:
+                steps.append(ActivationStep(label: layer.name, input: layer.inputs[0], output: value, outputShape: shapes[value], function: .sign))
             case .relu:
                 steps.append(ActivationStep(label: layer.name, input: layer.inputs[0], output: value, outputShape: shapes[value], function: .relu))
             case .prelu(let prelu):

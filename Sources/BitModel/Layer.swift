@@ -194,6 +194,9 @@ public struct ClipLayer: Codable, Equatable, Sendable {
 public enum LayerOperation: Equatable, Sendable {
     /// sign(x): real -> packed bits (x >= 0 is +1).
     case binarize
+    /// sign(x) as real +1/-1 values, for full-precision layers that read binarized
+    /// activations (e.g. a float classifier after binary layers).
+    case sign
     case binaryConv2D(BinaryConv2DLayer)
     case binaryDense(BinaryDenseLayer)
     case conv2D(Conv2DLayer)
@@ -213,6 +216,7 @@ public enum LayerOperation: Equatable, Sendable {
     public var opName: String {
         switch self {
         case .binarize: return "binarize"
+        case .sign: return "sign"
         case .binaryConv2D: return "binaryConv2d"
         case .binaryDense: return "binaryDense"
         case .conv2D: return "conv2d"
@@ -276,6 +280,7 @@ extension Layer: Codable {
         }
         switch op {
         case "binarize": operation = .binarize
+        case "sign": operation = .sign
         case "binaryConv2d": operation = .binaryConv2D(try attributes(BinaryConv2DLayer.self))
         case "binaryDense": operation = .binaryDense(try attributes(BinaryDenseLayer.self))
         case "conv2d": operation = .conv2D(try attributes(Conv2DLayer.self))
@@ -314,7 +319,7 @@ extension Layer: Codable {
         case .pool2D(let a): try container.encode(a, forKey: .attributes)
         case .prelu(let a): try container.encode(a, forKey: .attributes)
         case .clip(let a): try container.encode(a, forKey: .attributes)
-        case .binarize, .add, .concat, .globalAveragePool, .relu, .flatten, .softmax: break
+        case .binarize, .sign, .add, .concat, .globalAveragePool, .relu, .flatten, .softmax: break
         }
     }
 }

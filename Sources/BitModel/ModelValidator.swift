@@ -231,7 +231,7 @@ struct ModelValidator {
             try expectInputs(inputs, count: 1, kind: .real, at: index)
             return ValueShape(kind: .real, height: 1, width: 1, channels: inputs[0].channels)
 
-        case .relu, .softmax:
+        case .relu, .softmax, .sign:
             try expectInputs(inputs, count: 1, kind: .real, at: index)
             return inputs[0]
 

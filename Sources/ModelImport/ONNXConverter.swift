@@ -60,6 +60,7 @@ struct Conversion {
     var builder = ModelBuilder()
     var symbols: [String: Symbol] = [:]
     var bitsOf: [ValueID: ValueID] = [:]
+    var signsOf: [ValueID: ValueID] = [:]
     var explanation: [NodeExplanation] = []
 
     init(graph: ONNXGraph) {
@@ -119,12 +120,28 @@ struct Conversion {
         return constant
     }
 
-    func activation(_ index: Int, of node: ONNXNode) throws -> Activation {
-        let symbol = try input(index, of: node)
-        guard case .real(let activation) = symbol else {
-            throw ImportError.node(node, "input \(index) is \(symbol.kindName); this op needs a real-valued activation")
+    /// A real-valued activation; a binarized one is materialized as +1/-1 floats.
+    mutating func activation(_ index: Int, of node: ONNXNode) throws -> Activation {
+        switch try input(index, of: node) {
+        case .real(let activation):
+            return activation
+        case .sign(let activation):
+            return signValues(of: activation)
+        case let symbol:
+            throw ImportError.node(node, "input \(index) is \(symbol.kindName); this op needs an activation")
         }
-        return activation
+    }
+
+    /// sign(activation) as real +1/-1 values, emitted once per activation.
+    mutating func signValues(of activation: Activation) -> Activation {
+        var result = activation
+        if let existing = signsOf[activation.value] {
+            result.value = existing
+        } else {
+            result.value = builder.append(.sign, inputs: [activation.value], name: "sign-values(\(activation.value))")
+            signsOf[activation.value] = result.value
+        }
+        return result
     }
 
     mutating func bind(_ node: ONNXNode, _ symbol: Symbol) throws {
@@ -307,7 +324,8 @@ struct Conversion {
 
         case "Concat":
             let axis = node.int("axis", default: 1)
-            let parts = try node.inputs.indices.map { try activation($0, of: node) }
+            var parts: [Activation] = []
+            for index in node.inputs.indices { parts.append(try activation(index, of: node)) }
             let rank = parts[0].dims.count
             guard axis == 1 || axis == -rank + 1 else { throw ImportError.node(node, "only channel concatenation (axis 1) is supported") }
             guard parts.allSatisfy({ $0.flattenedFrom == nil && $0.dims.count == rank && Array($0.dims.dropFirst(2)) == Array(parts[0].dims.dropFirst(2)) }) else {
@@ -353,7 +371,7 @@ struct Conversion {
         throw ImportError.node(node, "Constant without a supported value attribute")
     }
 
-    func spatial(_ index: Int, of node: ONNXNode) throws -> Activation {
+    mutating func spatial(_ index: Int, of node: ONNXNode) throws -> Activation {
         let a = try activation(index, of: node)
         guard a.dims.count == 4 else { throw ImportError.node(node, "needs a 4-D [1, C, H, W] input, got \(a.dims)") }
         return a
@@ -515,7 +533,13 @@ struct Conversion {
         let dims = outputDims(a, window: window, channels: outC)
         if binaryInput {
             guard let binary = BinaryWeights(transposed, rowLength: kh * kw * inC) else {
-                throw ImportError.node(node, "reads a binarized input but its weights are not +-alpha per output channel (expected +-1 constants, Sign(constant) or a per-channel scale times either)")
+                guard padValue == 0 else {
+                    throw ImportError.node(node, "real-valued weights on a binarized input padded with \(padValue) are not supported")
+                }
+                let value = builder.conv2D(signValues(of: a).value, inChannels: inC, outChannels: outC, window: window,
+                                           weights: transposed.map { Float($0) }, bias: bias.map { Float($0) }, name: node.name)
+                try bind(node, .real(Activation(value: value, dims: dims)))
+                return "float conv \(kh)x\(kw) \(inC)->\(outC) on binarized inputs (weights are not +-alpha, so they stay full precision)"
             }
             let pad: BinaryPadValue
             switch padValue {
@@ -581,7 +605,11 @@ struct Conversion {
         let dims = [1, n]
         if binaryInput {
             guard let binary = BinaryWeights(matrix, rowLength: k) else {
-                throw ImportError.node(node, "reads a binarized input but its weights are not +-alpha per output (expected +-1 constants, Sign(constant) or a per-output scale times either)")
+                // Real-valued weights on binarized inputs (a float classifier): run in float.
+                let value = builder.dense(signValues(of: a).value, inFeatures: k, outFeatures: n, weights: matrix.map { Float($0) },
+                                          bias: bias.map { Float($0) }, name: node.name)
+                try bind(node, .real(Activation(value: value, dims: dims)))
+                return "float dense \(k)->\(n) on binarized inputs (weights are not +-alpha, so they stay full precision)"
             }
             let value = builder.binaryDense(bits(of: a), inFeatures: k, outFeatures: n, weights: binary.signs,
                                             multiplier: binary.alpha, bias: bias.map { Float($0) }, name: node.name)

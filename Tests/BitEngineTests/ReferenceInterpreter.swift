@@ -67,7 +67,7 @@ struct ReferenceInterpreter {
         let x = inputs.first ?? []
         let c = output.channels
         switch op {
-        case .binarize:
+        case .binarize, .sign:
             return x.map { $0 >= 0 ? 1 : -1 }
         case .binaryConv2D(let l):
             let pad: Float = l.padValue == .zero ? 0 : (l.padValue == .plusOne ? 1 : -1)

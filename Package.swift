@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "BitEngineTests", dependencies: ["BitEngine", "BitModel"]),
         .testTarget(
             name: "ModelImportTests",
-            dependencies: ["ModelImport", "BitEngine", "BitModel"]
+            dependencies: ["ModelImport", "BitEngine", "BitModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -34,6 +34,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Extra metadata, key=value (repeatable).") var property: [String] = []
     @Option(help: "Self-test input (.npy) instead of the built-in fixed input.") var selfTestInput: String?
     @Option(help: "Expected output (.npy) for --self-test-input, e.g. from ONNX Runtime.") var selfTestExpected: String?
+    @Flag(help: "Do not store a self-test vector (smaller file; agents then cannot check the model before activating it).") var noSelfTest = false
     @Flag(help: "Print which ONNX nodes became which engine layers and why.") var explain = false
     @Flag(help: "Print a JSON summary instead of text.") var json = false
 
@@ -64,7 +65,7 @@ struct ConvertCommand: ParsableCommand {
         } catch {
             throw CLIError("cannot convert \(input): \(error)")
         }
-        try addSelfTest(to: &model)
+        if !noSelfTest { try addSelfTest(to: &model) }
         try ModelWriter.write(model, to: URL(fileURLWithPath: output))
         let statistics = try ModelStatistics(model)
         let size = (try FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
@@ -82,7 +83,7 @@ struct ConvertCommand: ParsableCommand {
             print("")
         }
         for note in result.notes { print("note: \(note)") }
-        print("wrote \(output): \(model.layers.count) layers, \(formatBytes(size)), \(formatCount(statistics.binaryMACs)) binary MACs, \(formatCount(statistics.floatMACs)) float MACs, 1 self-test vector")
+        print("wrote \(output): \(model.layers.count) layers, \(formatBytes(size)), \(formatCount(statistics.binaryMACs)) binary MACs, \(formatCount(statistics.floatMACs)) float MACs, \(model.selfTests.count) self-test vector(s)")
     }
 
     private func floats(_ text: String, option: String) throws -> [Float] {
@@ -95,30 +96,19 @@ struct ConvertCommand: ParsableCommand {
     /// comes from this engine on a seeded input: it pins the converted model's behaviour,
     /// so a device whose kernels or file disagree refuses to activate it.
     private func addSelfTest(to model: inout Model) throws {
-        let session = try InferenceSession(model: model, kernels: .portable)
-        let inputValues: [Float]
-        let expected: [Float]
+        var input: [Float]?
         if let selfTestInput {
-            inputValues = try TensorFile.read(selfTestInput, expectedCount: session.inputElementCount)
-            if let selfTestExpected {
-                expected = try TensorFile.read(selfTestExpected, expectedCount: session.outputElementCount)
-                let actual = try session.run(inputValues)
-                let scale = max(expected.map(abs).max() ?? 0, 1e-12)
-                let error = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
-                guard error <= 1e-4 * scale else {
-                    throw CLIError("the converted model disagrees with \(selfTestExpected): max error \(error / scale) relative (tolerance 1e-4)")
-                }
-            } else {
-                expected = try session.run(inputValues)
-            }
-        } else {
-            var random = SeededGenerator(seed: 0x5E1F_7E57)
-            inputValues = random.floats(session.inputElementCount)
-            expected = try session.run(inputValues)
+            input = try TensorFile.read(selfTestInput, expectedCount: model.metadata.input.elementCount)
         }
-        let inputTensor = model.tensors.count
-        model.tensors.append(Tensor(shape: model.metadata.input.shape, floats: inputValues))
-        model.tensors.append(Tensor(shape: model.metadata.output.shape, floats: expected))
-        model.selfTests = [SelfTestVector(input: inputTensor, expected: inputTensor + 1, tolerance: 1e-3)]
+        try SelfTests.addVector(to: &model, input: input)
+        if let selfTestExpected {
+            let expected = try TensorFile.read(selfTestExpected, expectedCount: model.metadata.output.elementCount)
+            let actual = model.tensors[model.selfTests[0].expected].floats
+            let scale = max(expected.map(abs).max() ?? 0, 1e-12)
+            let error = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
+            guard error <= 1e-4 * scale else {
+                throw CLIError("the converted model disagrees with \(selfTestExpected): max error \(error / scale) relative (tolerance 1e-4)")
+            }
+        }
     }
 }

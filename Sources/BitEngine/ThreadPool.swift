@@ -37,7 +37,7 @@ final class ThreadPool: @unchecked Sendable {
             while true {
                 var current = generation.load(ordering: .acquiring)
                 var spins = 0
-                while current == seen && spins < 20_000 {
+                while current == seen && spins < 100_000 {
                     spins += 1
                     current = generation.load(ordering: .acquiring)
                 }

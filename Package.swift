@@ -13,10 +13,16 @@ let package = Package(
         .library(name: "BitEngine", targets: ["BitEngine"]),
         .library(name: "ModelImport", targets: ["ModelImport"]),
         .executable(name: "fleetctl", targets: ["fleetctl"]),
+        .executable(name: "fleet-controller", targets: ["fleet-controller"]),
+        .executable(name: "fleet-agent", targets: ["fleet-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .target(name: "BitModel"),
@@ -31,10 +37,53 @@ let package = Package(
             name: "ModelImport",
             dependencies: ["BitModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // What controller, agent and CLI share: API types, signed manifests, aggregates, HTTP client.
+        .target(
+            name: "FleetKit",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
+            name: "FleetController",
+            dependencies: [
+                "FleetKit", "BitModel", "BitEngine", "ModelImport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Controller/Server"
+        ),
+        .executableTarget(
+            name: "fleet-controller",
+            dependencies: [
+                "FleetController",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Controller/Main"
+        ),
+        .target(
+            name: "FleetAgent",
+            dependencies: [
+                "FleetKit", "BitModel", "BitEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Agent/Core"
+        ),
+        .executableTarget(
+            name: "fleet-agent",
+            dependencies: [
+                "FleetAgent", "FleetKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Agent/Main"
+        ),
         .executableTarget(
             name: "fleetctl",
             dependencies: [
-                "BitModel", "BitEngine", "ModelImport",
+                "BitModel", "BitEngine", "ModelImport", "FleetKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

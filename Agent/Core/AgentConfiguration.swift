@@ -1,0 +1,40 @@
+import Foundation
+
+public struct AgentConfiguration: Sendable {
+    public var dataDirectory: URL
+    public var controllerURL: URL
+    public var enrollToken: String?
+    public var name: String
+    public var labels: [String: String]
+    /// Where the agent listens for pushes and local inference.
+    public var host: String
+    public var port: Int
+    /// URL the controller should push to; default http://host:port.
+    public var advertisedURL: String?
+    /// Overrides the controller's heartbeat interval (seconds).
+    public var heartbeatInterval: Double?
+    /// Length of an aggregate window in seconds.
+    public var aggregateWindow: Double
+    /// Most windows kept while offline; older ones are merged, never dropped.
+    public var maxBufferedWindows: Int
+    public var threads: Int
+
+    public init(dataDirectory: URL, controllerURL: URL, enrollToken: String? = nil, name: String, labels: [String: String] = [:],
+                host: String = "127.0.0.1", port: Int = 7070, advertisedURL: String? = nil, heartbeatInterval: Double? = nil,
+                aggregateWindow: Double = 60, maxBufferedWindows: Int = 1000, threads: Int = 1) {
+        self.dataDirectory = dataDirectory
+        self.controllerURL = controllerURL
+        self.enrollToken = enrollToken
+        self.name = name
+        self.labels = labels
+        self.host = host
+        self.port = port
+        self.advertisedURL = advertisedURL
+        self.heartbeatInterval = heartbeatInterval
+        self.aggregateWindow = aggregateWindow
+        self.maxBufferedWindows = maxBufferedWindows
+        self.threads = threads
+    }
+}
+
+public let agentVersion = "0.1.0"

@@ -1,0 +1,255 @@
+import BitModel
+import FleetKit
+import Foundation
+import Logging
+
+/// The agent's state machine: enrollment, heartbeats, and the verify -> download ->
+/// install -> self-test -> switch pipeline for manifests arriving by push or heartbeat.
+/// An actor, so one manifest is handled at a time and state changes are serialized.
+public actor AgentRuntime {
+    let configuration: AgentConfiguration
+    let files: AgentFiles
+    let logger: Logger
+    let runner: ModelRunner
+    let aggregates: AggregateBuffer
+    var identity: AgentIdentity?
+    var state: AgentState
+    var heartbeatInterval: Double
+    var pushURL: String
+    private var installing = false
+
+    public init(configuration: AgentConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        files = try AgentFiles(configuration.dataDirectory)
+        runner = ModelRunner(threads: configuration.threads)
+        aggregates = AggregateBuffer(files: files, windowLength: configuration.aggregateWindow, maxWindows: configuration.maxBufferedWindows)
+        identity = try files.load(AgentIdentity.self, from: files.identityURL)
+        state = try files.load(AgentState.self, from: files.stateURL) ?? AgentState()
+        heartbeatInterval = configuration.heartbeatInterval ?? 30
+        pushURL = configuration.advertisedURL ?? ""
+    }
+
+    // MARK: Startup
+
+    /// Loads the active model (falling back to the previous slot if it is unusable), so an
+    /// agent restarted at any point of an install runs a valid model.
+    public func loadInstalledModel() {
+        for (slot, model) in [("active", state.active), ("previous", state.previous)] {
+            guard let model else { continue }
+            do {
+                let loaded = try runner.prepare(model, file: files.modelURL(sha256: model.sha256))
+                runner.activate(loaded)
+                if slot == "previous" {
+                    logger.warning("active model unusable; reverted to the previous slot \(model.name) \(model.version)")
+                    state.active = model
+                    state.previous = nil
+                    try? saveState()
+                }
+                logger.info("serving \(model.name) \(model.version) (sequence \(model.sequence))")
+                return
+            } catch {
+                logger.error("cannot load \(slot) model \(model.name) \(model.version): \(error)")
+            }
+        }
+    }
+
+    public func setPushURL(_ url: String) { pushURL = url }
+
+    var controller: FleetHTTPClient {
+        FleetHTTPClient(baseURL: configuration.controllerURL, token: identity?.credential, timeout: 10)
+    }
+
+    /// Enrolls once; the identity (credential, pinned key) is stored with mode 0600.
+    func enrollIfNeeded() async throws {
+        if identity != nil { return }
+        guard let token = configuration.enrollToken else {
+            throw FleetClientError(status: nil, code: "not_enrolled", message: "this agent is not enrolled; pass --enroll-token")
+        }
+        let client = FleetHTTPClient(baseURL: configuration.controllerURL, token: nil, timeout: 10)
+        let response = try await client.json("POST", "/api/v1/enroll", body: EnrollRequest(
+            token: token, name: configuration.name, labels: configuration.labels, pushURL: pushURL, agentVersion: agentVersion),
+            as: EnrollResponse.self)
+        let newIdentity = AgentIdentity(deviceID: response.deviceID, credential: response.credential, fleetID: response.fleetID,
+                                        publicKey: response.publicKey, controllerURL: configuration.controllerURL.absoluteString)
+        try files.save(newIdentity, to: files.identityURL, secret: true)
+        identity = newIdentity
+        logger.info("enrolled as \(response.deviceID) in \(response.fleetID)")
+    }
+
+    var deviceID: String? { identity?.deviceID }
+
+    // MARK: Heartbeats
+
+    /// Runs until cancelled: enroll (retrying), then heartbeat with jitter.
+    public func run() async {
+        while !Task.isCancelled {
+            do {
+                try await enrollIfNeeded()
+                break
+            } catch {
+                logger.warning("enrollment failed, retrying: \(error)")
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+        while !Task.isCancelled {
+            do {
+                try await heartbeat()
+            } catch {
+                logger.warning("heartbeat failed (working offline): \(error)")
+            }
+            try? aggregates.persist()
+            let interval = configuration.heartbeatInterval ?? heartbeatInterval
+            let jittered = interval * Double.random(in: 0.9...1.1)
+            try? await Task.sleep(for: .milliseconds(Int(jittered * 1000)))
+        }
+    }
+
+    func heartbeat() async throws {
+        guard identity != nil else { return }
+        let windows = aggregates.closedWindows(now: Date())
+        let reports = state.pendingReports
+        let events = state.pendingEvents
+        let request = HeartbeatRequest(agentVersion: agentVersion, pushURL: pushURL, activeModel: state.active?.activeModel,
+                                       reports: reports, aggregates: windows, events: events)
+        let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
+        aggregates.acknowledge(windows)
+        state.pendingReports.removeFirst(min(reports.count, state.pendingReports.count))
+        state.pendingEvents.removeFirst(min(events.count, state.pendingEvents.count))
+        try saveState()
+        heartbeatInterval = response.heartbeatInterval
+        if let desired = response.desired {
+            await handle(desired, source: "heartbeat")
+        }
+    }
+
+    // MARK: Manifests
+
+    /// Verifies and applies a manifest. Returns nil when accepted for installation (or
+    /// already running), or the reason it was refused.
+    @discardableResult
+    public func handle(_ signed: SignedManifest, source: String) async -> String? {
+        guard let identity else { return "not enrolled" }
+        let manifest: DeploymentManifest
+        do {
+            let verifier = try ManifestVerifier(publicKeyBase64: identity.publicKey, fleetID: identity.fleetID, deviceID: identity.deviceID)
+            manifest = try verifier.verify(signed, lastAccepted: state.lastAcceptedSequence)
+        } catch let error as ManifestError {
+            if case .notNewer = error, source == "heartbeat" { return nil }  // converged already
+            let reason = "\(source) manifest refused: \(error)"
+            logger.warning("\(reason)")
+            state.pendingEvents.append(DeviceEvent(at: Date(), kind: "manifest_refused", message: reason))
+            try? saveState()
+            return reason
+        } catch {
+            return "\(error)"
+        }
+        if installing { return nil }
+        if manifest.sequence == state.failedSequence, let at = state.failedAt, Date().timeIntervalSince(at) < 30 {
+            return nil  // a failed deployment is retried slowly, not on every heartbeat
+        }
+        installing = true
+        defer { installing = false }
+        await install(manifest)
+        return nil
+    }
+
+    private func report(_ sequence: Int64, _ deploymentState: DeploymentState, _ reason: String? = nil) async {
+        let report = DeploymentReport(sequence: sequence, state: deploymentState, reason: reason)
+        do {
+            _ = try await controller.send("POST", "/api/v1/reports", body: try FleetJSON.encoder.encode([report]))
+        } catch {
+            state.pendingReports.append(report)
+            if state.pendingReports.count > 200 { state.pendingReports.removeFirst(state.pendingReports.count - 200) }
+            try? saveState()
+        }
+    }
+
+    private func install(_ manifest: DeploymentManifest) async {
+        let installed = InstalledModel(name: manifest.model, version: manifest.version, sha256: manifest.sha256.lowercased(), sequence: manifest.sequence)
+        logger.info("installing \(manifest.model) \(manifest.version) (sequence \(manifest.sequence))")
+        let target = files.modelURL(sha256: installed.sha256)
+        do {
+            if !FileManager.default.fileExists(atPath: target.path) || (try? FileDigest.sha256Hex(of: target)) != installed.sha256 {
+                await report(manifest.sequence, .downloading)
+                let downloader = BlobDownloader(client: controller, files: files)
+                let part = try await downloader.download(manifest)
+                try Self.atomicMove(part, to: target)
+            }
+            await report(manifest.sequence, .installed)
+            let loaded = try runner.prepare(installed, file: target)
+            // Switch: the previous slot keeps the model we were running.
+            if state.active?.sha256 != installed.sha256 { state.previous = state.active }
+            state.active = installed
+            state.lastAcceptedSequence = manifest.sequence
+            state.failedSequence = nil
+            state.failedAt = nil
+            try saveState()
+            runner.activate(loaded)
+            removeUnusedModels()
+            logger.info("activated \(manifest.model) \(manifest.version)")
+            await report(manifest.sequence, .active)
+        } catch {
+            let reason = "\(error)"
+            logger.error("install of \(manifest.model) \(manifest.version) failed: \(reason)")
+            state.failedSequence = manifest.sequence
+            state.failedAt = Date()
+            try? saveState()
+            await report(manifest.sequence, .failed, reason)
+        }
+    }
+
+    /// rename(2) after fsync: the model file appears complete or not at all.
+    static func atomicMove(_ source: URL, to destination: URL) throws {
+        let handle = try FileHandle(forUpdating: source)
+        try handle.synchronize()
+        try handle.close()
+        if rename(source.path, destination.path) != 0 {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: destination.path])
+        }
+    }
+
+    private func removeUnusedModels() {
+        let keep = Set([state.active?.sha256, state.previous?.sha256].compactMap { $0 }.map { "\($0).bnn" })
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: files.models.path)) ?? [] where !keep.contains(file) {
+            try? FileManager.default.removeItem(at: files.models.appendingPathComponent(file))
+        }
+    }
+
+    func saveState() throws { try files.save(state, to: files.stateURL) }
+
+    // MARK: Local inference
+
+    nonisolated func infer(body: Data) throws -> ModelRunner.Result {
+        let now = Date()
+        do {
+            let result = try runner.infer(body: body)
+            aggregates.record(model: result.model.name, version: result.model.version, classes: result.scores.count,
+                              predictedClass: result.topClass, latencyMs: result.latencyMs, confidence: result.confidence, now: now)
+            return result
+        } catch {
+            if let current = runner.current {
+                aggregates.record(model: current.installed.name, version: current.installed.version,
+                                  classes: current.session.outputElementCount, predictedClass: nil, latencyMs: 0, confidence: 0, now: now)
+            }
+            throw error
+        }
+    }
+
+    public struct Status: Codable, Sendable {
+        public var deviceID: String?
+        public var fleetID: String?
+        public var active: ActiveModel?
+        public var previous: ActiveModel?
+        public var lastAcceptedSequence: Int64
+        public var bufferedWindows: Int
+        public var pendingReports: Int
+    }
+
+    public func status() -> Status {
+        Status(deviceID: identity?.deviceID, fleetID: identity?.fleetID, active: state.active?.activeModel, previous: state.previous?.activeModel,
+               lastAcceptedSequence: state.lastAcceptedSequence, bufferedWindows: aggregates.count, pendingReports: state.pendingReports.count)
+    }
+
+    public func persistAggregates() { try? aggregates.persist() }
+}

@@ -1,0 +1,70 @@
+import FleetKit
+import Foundation
+
+/// Downloads a model blob in Range-requested chunks appended to `downloads/<sha>.part`, so
+/// progress survives dropped connections, timeouts and restarts; then checks size and
+/// SHA-256 against the signed manifest. Any HTTP server or cache can serve the blob:
+/// integrity comes from the manifest, not the transport.
+struct BlobDownloader: Sendable {
+    let client: FleetHTTPClient
+    let files: AgentFiles
+    var chunkSize = 256 * 1024
+
+    enum Failure: Error, CustomStringConvertible {
+        case sizeMismatch(expected: Int, got: Int)
+        case digestMismatch(expected: String, got: String)
+        case server(String)
+
+        var description: String {
+            switch self {
+            case .sizeMismatch(let expected, let got): return "blob size \(got) does not match the manifest's \(expected)"
+            case .digestMismatch(let expected, let got): return "blob sha256 \(got.prefix(12))… does not match the manifest's \(expected.prefix(12))…"
+            case .server(let why): return why
+            }
+        }
+    }
+
+    /// Returns the verified file (still named .part; the installer renames it).
+    func download(_ manifest: DeploymentManifest) async throws -> URL {
+        let part = files.partialURL(sha256: manifest.sha256)
+        if !FileManager.default.fileExists(atPath: part.path) {
+            FileManager.default.createFile(atPath: part.path, contents: nil)
+        }
+        var have = (try FileManager.default.attributesOfItem(atPath: part.path)[.size] as? Int) ?? 0
+        if have > manifest.size {
+            try Data().write(to: part)
+            have = 0
+        }
+        while have < manifest.size {
+            let end = min(have + chunkSize, manifest.size) - 1
+            let (data, response) = try await client.send("GET", manifest.blobPath, headers: ["Range": "bytes=\(have)-\(end)"])
+            let handle = try FileHandle(forWritingTo: part)
+            defer { try? handle.close() }
+            if response.statusCode == 200 {
+                // No Range support: the body is the whole blob.
+                try handle.truncate(atOffset: 0)
+                try handle.write(contentsOf: data)
+                try handle.synchronize()
+                have = data.count
+                break
+            }
+            guard response.statusCode == 206, !data.isEmpty, data.count <= end - have + 1 else {
+                throw Failure.server("unexpected blob response \(response.statusCode) with \(data.count) bytes")
+            }
+            try handle.seek(toOffset: UInt64(have))
+            try handle.write(contentsOf: data)
+            try handle.synchronize()
+            have += data.count
+        }
+        guard have == manifest.size else {
+            try? FileManager.default.removeItem(at: part)
+            throw Failure.sizeMismatch(expected: manifest.size, got: have)
+        }
+        let digest = try FileDigest.sha256Hex(of: part)
+        guard digest == manifest.sha256.lowercased() else {
+            try? FileManager.default.removeItem(at: part)
+            throw Failure.digestMismatch(expected: manifest.sha256, got: digest)
+        }
+        return part
+    }
+}

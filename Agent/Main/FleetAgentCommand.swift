@@ -1,0 +1,130 @@
+import ArgumentParser
+import FleetAgent
+import FleetKit
+import Foundation
+import Logging
+
+@main
+struct FleetAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet-agent",
+        abstract: "The BitFleet device agent: installs signed models, infers offline, reports aggregates.",
+        discussion: """
+        Examples:
+          fleet-agent run --data-dir /var/lib/bitfleet-agent --controller http://controller:8080 --enroll-token enr_...
+          fleet-agent infer --data-dir /var/lib/bitfleet-agent shoe.pgm
+        """,
+        subcommands: [Run.self, Infer.self]
+    )
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Enroll (once), then serve pushes and local inference and send heartbeats.")
+
+    @Option(help: "Data directory (env BITFLEET_AGENT_DATA_DIR).")
+    var dataDir: String = ProcessInfo.processInfo.environment["BITFLEET_AGENT_DATA_DIR"] ?? "/var/lib/bitfleet-agent"
+    @Option(help: "Controller URL (env FLEET_CONTROLLER).")
+    var controller: String = ProcessInfo.processInfo.environment["FLEET_CONTROLLER"] ?? "http://127.0.0.1:8080"
+    @Option(help: "One-time enrollment token (first start only; env BITFLEET_ENROLL_TOKEN).")
+    var enrollToken: String? = ProcessInfo.processInfo.environment["BITFLEET_ENROLL_TOKEN"]
+    @Option(help: "Listen address HOST:PORT for pushes and local inference; port 0 picks a free one.")
+    var listen = "127.0.0.1:7070"
+    @Option(help: "URL the controller pushes to (default: http://<listen address>).")
+    var advertise: String?
+    @Option(help: "Device name shown in the fleet (default: host name).")
+    var name: String = ProcessInfo.processInfo.hostName
+    @Option(help: "Label key=value (repeatable).")
+    var label: [String] = []
+    @Option(help: "Heartbeat interval in seconds (default: what the controller says).")
+    var heartbeatInterval: Double?
+    @Option(help: "Aggregate window in seconds.")
+    var aggregateWindow: Double = 60
+    @Option(help: "Most aggregate windows buffered while offline (older ones merge).")
+    var maxBufferedWindows = 1000
+    @Option(help: "Inference threads.")
+    var threads = 1
+    @Option(help: "Log level (trace ... error).")
+    var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
+
+    func run() async throws {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw ValidationError("--listen must be HOST:PORT")
+        }
+        guard let controllerURL = URL(string: controller), controllerURL.scheme != nil else {
+            throw ValidationError("--controller must be a URL such as http://controller:8080")
+        }
+        var labels: [String: String] = [:]
+        for entry in label {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--label takes key=value, got '\(entry)'") }
+            labels[parts[0]] = parts[1]
+        }
+        var logger = Logger(label: "bitfleet.agent")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let configuration = AgentConfiguration(
+            dataDirectory: URL(fileURLWithPath: dataDir), controllerURL: controllerURL, enrollToken: enrollToken, name: name,
+            labels: labels, host: String(listen[..<colon]), port: port, advertisedURL: advertise, heartbeatInterval: heartbeatInterval,
+            aggregateWindow: aggregateWindow, maxBufferedWindows: maxBufferedWindows, threads: threads)
+        let runtime = try AgentRuntime(configuration: configuration, logger: logger)
+        await runtime.loadInstalledModel()
+        let advertised = advertise
+        let directory = dataDir
+        let log = logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await AgentServer.run(runtime, configuration: configuration, logger: log) { url in
+                    await runtime.setPushURL(advertised ?? url)
+                    try? Data(url.utf8).write(to: URL(fileURLWithPath: directory).appendingPathComponent("agent.url"))
+                    print("BitFleet agent listening on \(url)")
+                    fflush(nil)
+                    // Heartbeats start once the push address is known.
+                    Task { await runtime.run() }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        await runtime.persistAggregates()
+    }
+}
+
+struct Infer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Classify files with the active model, through the local agent (so aggregates count them).",
+        discussion: "Files: .npy, PGM images or raw float32 tensors in the model's input layout."
+    )
+
+    @Option(help: "The agent's data directory (to find its local address).")
+    var dataDir: String = ProcessInfo.processInfo.environment["BITFLEET_AGENT_DATA_DIR"] ?? "/var/lib/bitfleet-agent"
+    @Flag(help: "Print JSON lines.") var json = false
+    @Argument(help: "Input files.") var files: [String]
+
+    func run() async throws {
+        guard let address = try? String(contentsOfFile: URL(fileURLWithPath: dataDir).appendingPathComponent("agent.url").path, encoding: .utf8),
+              let url = URL(string: address.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ValidationError("no running agent found in \(dataDir) (agent.url missing); start `fleet-agent run` first")
+        }
+        let client = FleetHTTPClient(baseURL: url, token: nil, timeout: 30)
+        var failures = 0
+        for file in files {
+            guard let body = FileManager.default.contents(atPath: file) else {
+                print("\(file): cannot read")
+                failures += 1
+                continue
+            }
+            do {
+                let (data, _) = try await client.send("POST", "/v1/infer", body: body, contentType: "application/octet-stream")
+                let result = try FleetJSON.decoder.decode(InferenceResponse.self, from: data)
+                if json {
+                    print(String(decoding: data, as: UTF8.self))
+                } else {
+                    print("\(file): class \(result.topClass)\(result.label.map { " \($0)" } ?? "") (confidence \(String(format: "%.3f", result.confidence)), \(result.model) \(result.version), \(String(format: "%.2f", result.latencyMs)) ms)")
+                }
+            } catch {
+                print("\(file): \(error)")
+                failures += 1
+            }
+        }
+        if failures > 0 { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import FleetController
+import Foundation
+import Logging
+
+@main
+struct FleetControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet-controller",
+        abstract: "The BitFleet controller: model registry, devices, signed deployments, metrics.",
+        discussion: """
+        Examples:
+          fleet-controller serve --data-dir /var/lib/bitfleet --listen 0.0.0.0:8080
+          fleet-controller admin-token --data-dir /var/lib/bitfleet
+          fleet-controller backup /backups/fleet.sqlite --data-dir /var/lib/bitfleet
+        """,
+        subcommands: [Serve.self, AdminToken.self, Backup.self]
+    )
+}
+
+struct DataDirectoryOption: ParsableArguments {
+    @Option(help: "Data directory (env BITFLEET_DATA_DIR).")
+    var dataDir: String = ProcessInfo.processInfo.environment["BITFLEET_DATA_DIR"] ?? "/var/lib/bitfleet"
+
+    var url: URL { URL(fileURLWithPath: dataDir) }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the controller.",
+        discussion: """
+        On first start it creates the SQLite database, an Ed25519 signing key (mode 0600) and \
+        an admin token, which it prints once (and writes to --admin-token-file if given).
+        """
+    )
+
+    @OptionGroup var data: DataDirectoryOption
+    @Option(help: "Address to listen on, HOST:PORT (env BITFLEET_LISTEN); port 0 picks a free one.")
+    var listen: String = ProcessInfo.processInfo.environment["BITFLEET_LISTEN"] ?? "127.0.0.1:8080"
+    @Option(help: "Seconds between agent heartbeats (online/stale/offline derive from it).")
+    var heartbeatInterval: Double = 30
+    @Option(help: "On first start, also write the admin token to this file (mode 0600).")
+    var adminTokenFile: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error (env LOG_LEVEL).")
+    var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
+
+    func run() async throws {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen must be HOST:PORT, got '\(listen)'")
+        }
+        let host = String(listen[..<colon])
+        var logger = Logger(label: "bitfleet.controller")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var configuration = ControllerConfiguration(dataDirectory: data.url, host: host, port: port, heartbeatInterval: heartbeatInterval)
+        configuration.pushInterval = 0.5
+        let tokenFile = adminTokenFile
+        let dataDir = data.url
+        try await ControllerServer.run(configuration, logger: logger) { startup, url in
+            try? Data(url.utf8).write(to: dataDir.appendingPathComponent("controller.url"))
+            print("BitFleet controller listening on \(url) (fleet \(startup.fleetID))")
+            if let token = startup.newAdminToken {
+                print("admin token (shown once; rotate with `fleet-controller admin-token`): \(token)")
+                if let tokenFile { try? writeSecret(token, to: tokenFile) }
+            }
+            fflush(nil)
+        }
+    }
+}
+
+struct AdminToken: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin-token",
+        abstract: "Replace the admin token and print the new one (the old one stops working)."
+    )
+
+    @OptionGroup var data: DataDirectoryOption
+    @Option(help: "Also write the token to this file (mode 0600).") var output: String?
+
+    func run() async throws {
+        let token = try await ControllerServer.rotateAdminToken(dataDirectory: data.url)
+        if let output { try writeSecret(token, to: output) }
+        print(token)
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the live database to FILE with SQLite's online backup (safe while serving)."
+    )
+
+    @OptionGroup var data: DataDirectoryOption
+    @Argument(help: "Destination file.") var file: String
+
+    func run() async throws {
+        try ControllerServer.backup(dataDirectory: data.url, to: URL(fileURLWithPath: file))
+        print("backed up \(data.url.appendingPathComponent("fleet.sqlite").path) to \(file)")
+    }
+}
+
+func writeSecret(_ secret: String, to path: String) throws {
+    FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+    try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+    try Data((secret + "\n").utf8).write(to: URL(fileURLWithPath: path))
+}

@@ -1,0 +1,59 @@
+import FleetKit
+import Foundation
+import Hummingbird
+
+/// An API failure: HTTP status plus a stable machine-readable code and a human message,
+/// rendered as `{"error": {"code": ..., "message": ...}}`.
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let code: String
+    let message: String
+
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        try JSONResponse.make(APIErrorBody(code: code, message: message), status: status)
+    }
+}
+
+/// Turns every error a route throws into the JSON error format, including Hummingbird's
+/// own (unknown route, body too large) and decoding failures, which name the bad field.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return try error.response(from: request, context: context)
+        } catch let error as HTTPError {
+            let code = error.status == .notFound ? "not_found" : error.status == .contentTooLarge ? "body_too_large" : "http_error"
+            return try JSONResponse.make(APIErrorBody(code: code, message: error.body ?? error.status.reasonPhrase), status: error.status)
+        } catch let error as DecodingError {
+            return try JSONResponse.make(APIErrorBody(code: "invalid_body", message: "request body: \(describe(error))"), status: .badRequest)
+        } catch {
+            context.logger.error("internal error: \(error)")
+            return try JSONResponse.make(APIErrorBody(code: "internal", message: "internal error"), status: .internalServerError)
+        }
+    }
+
+    private func describe(_ error: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String { c.codingPath.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let c): return "missing field '\((c.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+        case .typeMismatch(let type, let c): return "field '\(path(c))' should be \(type)"
+        case .valueNotFound(let type, let c): return "field '\(path(c))' should be \(type), got null"
+        case .dataCorrupted(let c): return "invalid JSON at '\(path(c))': \(c.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+enum JSONResponse {
+    static func make<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try FleetJSON.encoder.encode(value)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,36 @@
+import FleetKit
+import Foundation
+import Hummingbird
+
+/// Bearer-token authentication. Admin routes need the admin token (compared by hash in
+/// constant time); device routes need a `deviceID.secret` credential of a device that is
+/// not revoked. Secrets never appear in logs or error messages.
+struct AuthMiddleware: RouterMiddleware {
+    enum Required { case admin, device }
+
+    let required: Required
+    let service: FleetService
+    let adminTokenHash: @Sendable () async throws -> String?
+
+    func handle(_ request: Request, context: FleetRequestContext,
+                next: (Request, FleetRequestContext) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw APIError(.unauthorized, "unauthorized", "missing bearer token")
+        }
+        let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        var context = context
+        switch required {
+        case .admin:
+            guard let expected = try await adminTokenHash(), Secrets.constantTimeEquals(expected, Secrets.hash(token)) else {
+                throw APIError(.unauthorized, "unauthorized", "invalid admin token")
+            }
+            context.caller = .admin
+        case .device:
+            guard let device = try await service.authenticateDevice(credential: token) else {
+                throw APIError(.unauthorized, "unauthorized", "invalid or revoked device credential")
+            }
+            context.caller = .device(device)
+        }
+        return try await next(request, context)
+    }
+}

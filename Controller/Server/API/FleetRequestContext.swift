@@ -1,0 +1,34 @@
+import Hummingbird
+import NIOCore
+
+/// Who made a request, once authenticated.
+enum Caller: Sendable {
+    case admin
+    case device(DeviceRecord)
+
+    var auditName: String {
+        switch self {
+        case .admin: return "admin"
+        case .device(let device): return "device:\(device.id)"
+        }
+    }
+}
+
+struct FleetRequestContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+    var caller: Caller?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// JSON bodies; model uploads collect their body with their own, larger limit.
+    var maxUploadSize: Int { 4 << 20 }
+
+    var device: DeviceRecord? {
+        if case .device(let device)? = caller { return device }
+        return nil
+    }
+}

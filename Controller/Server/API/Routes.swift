@@ -1,0 +1,214 @@
+import FleetKit
+import Foundation
+import Hummingbird
+
+/// Who may call a route.
+enum Access: String, Sendable {
+    case admin, device, enrollment, anonymous
+}
+
+/// One route of the controller API. The table below is the single source of truth: it
+/// registers the handlers, and a test checks docs/API.md lists exactly these routes.
+struct RouteSpec: Sendable {
+    let method: HTTPRequest.Method
+    let path: String
+    let access: Access
+    let summary: String
+    let handler: @Sendable (Request, FleetRequestContext) async throws -> Response
+}
+
+struct ControllerRoutes: Sendable {
+    let service: FleetService
+    let pushes: PushService
+
+    var specs: [RouteSpec] {
+        [
+            RouteSpec(method: .get, path: "/api/v1/health", access: .anonymous, summary: "liveness and fleet id", handler: health),
+            RouteSpec(method: .post, path: "/api/v1/models", access: .admin, summary: "upload a .bnn or ONNX model (query: name, version)", handler: uploadModel),
+            RouteSpec(method: .get, path: "/api/v1/models", access: .admin, summary: "list model versions", handler: listModels),
+            RouteSpec(method: .post, path: "/api/v1/enrollment-tokens", access: .admin, summary: "create a one-time enrollment token", handler: createToken),
+            RouteSpec(method: .get, path: "/api/v1/devices", access: .admin, summary: "list devices (query: label=k=v, status)", handler: listDevices),
+            RouteSpec(method: .get, path: "/api/v1/devices/:id", access: .admin, summary: "one device", handler: showDevice),
+            RouteSpec(method: .get, path: "/api/v1/devices/:id/events", access: .admin, summary: "a device's events (refused manifests...)", handler: deviceEvents),
+            RouteSpec(method: .post, path: "/api/v1/devices/:id/revoke", access: .admin, summary: "revoke a device's credential", handler: revokeDevice),
+            RouteSpec(method: .post, path: "/api/v1/deployments", access: .admin, summary: "deploy a model version to a target", handler: deploy),
+            RouteSpec(method: .get, path: "/api/v1/deployments", access: .admin, summary: "list deployments with per-state counts", handler: listDeployments),
+            RouteSpec(method: .get, path: "/api/v1/deployments/:id", access: .admin, summary: "one deployment with per-device states", handler: showDeployment),
+            RouteSpec(method: .get, path: "/api/v1/status", access: .admin, summary: "fleet summary", handler: status),
+            RouteSpec(method: .get, path: "/api/v1/metrics", access: .admin, summary: "aggregate inference metrics (query: since seconds, model)", handler: metrics),
+            RouteSpec(method: .post, path: "/api/v1/enroll", access: .enrollment, summary: "enroll a device with an enrollment token", handler: enroll),
+            RouteSpec(method: .post, path: "/api/v1/heartbeat", access: .device, summary: "device state, reports and aggregates; replies with the desired manifest", handler: heartbeat),
+            RouteSpec(method: .post, path: "/api/v1/reports", access: .device, summary: "deployment state changes", handler: reports),
+            RouteSpec(method: .get, path: "/api/v1/manifest", access: .device, summary: "the device's desired signed manifest", handler: manifest),
+            RouteSpec(method: .get, path: "/api/v1/blobs/:sha256", access: .device, summary: "model blob, with HTTP Range support", handler: blob),
+        ]
+    }
+
+    // MARK: Public and admin
+
+    func health(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        try JSONResponse.make(["status": "ok", "fleetID": service.fleetID])
+    }
+
+    func uploadModel(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: service.configuration.maxModelBytes)
+        } catch {
+            throw APIError(.contentTooLarge, "body_too_large", "models are limited to \(service.configuration.maxModelBytes) bytes")
+        }
+        guard body.readableBytes > 0 else { throw APIError(.badRequest, "empty_body", "send the model file as the request body") }
+        let query = request.uri.queryParameters
+        let record = try await service.uploadModel(Data(buffer: body), name: query["name"].map(String.init),
+                                                   version: query["version"].map(String.init), createdBy: context.caller?.auditName ?? "?")
+        return try JSONResponse.make(service.modelInfo(record), status: .created)
+    }
+
+    func listModels(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        try JSONResponse.make(try await service.store.models().map(service.modelInfo))
+    }
+
+    func createToken(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let body = try await request.decode(as: EnrollmentTokenRequest.self, context: context)
+        return try JSONResponse.make(try await service.createEnrollmentToken(body), status: .created)
+    }
+
+    func listDevices(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        var devices: [DeviceInfo] = []
+        for device in try await service.store.devices() { devices.append(try await service.deviceInfo(device)) }
+        let query = request.uri.queryParameters
+        for label in query.getAll("label") {
+            let parts = label.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw APIError(.badRequest, "invalid_label", "label filters look like key=value") }
+            devices = devices.filter { $0.labels[parts[0]] == parts[1] }
+        }
+        if let status = query["status"] { devices = devices.filter { $0.status == status } }
+        return try JSONResponse.make(devices)
+    }
+
+    func showDevice(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let device = try await service.store.device(id: id) else { throw APIError(.notFound, "unknown_device", "no device '\(id)'") }
+        return try JSONResponse.make(try await service.deviceInfo(device))
+    }
+
+    func deviceEvents(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard try await service.store.device(id: id) != nil else { throw APIError(.notFound, "unknown_device", "no device '\(id)'") }
+        let events = try await service.store.events(deviceID: id, limit: 200)
+        return try JSONResponse.make(events.map { DeviceEvent(at: $0.at, kind: $0.kind, message: $0.message) })
+    }
+
+    func revokeDevice(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard try await service.store.revokeDevice(id: id), let device = try await service.store.device(id: id) else {
+            throw APIError(.notFound, "unknown_device", "no device '\(id)'")
+        }
+        return try JSONResponse.make(try await service.deviceInfo(device))
+    }
+
+    func deploy(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let body = try await request.decode(as: DeploymentRequest.self, context: context)
+        let info = try await service.deploy(body, createdBy: context.caller?.auditName ?? "?")
+        pushes.wake()
+        return try JSONResponse.make(info, status: .created)
+    }
+
+    func listDeployments(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        var infos: [DeploymentInfo] = []
+        for deployment in try await service.store.deployments().prefix(200) {
+            infos.append(try await service.deploymentInfo(deployment, includeDevices: false))
+        }
+        return try JSONResponse.make(infos)
+    }
+
+    func showDeployment(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id", as: Int64.self)
+        guard let deployment = try await service.store.deployment(id: id) else {
+            throw APIError(.notFound, "unknown_deployment", "no deployment \(id)")
+        }
+        return try JSONResponse.make(try await service.deploymentInfo(deployment, includeDevices: true))
+    }
+
+    func status(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        try JSONResponse.make(try await service.fleetStatus())
+    }
+
+    func metrics(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        let seconds = query["since"].flatMap { Double(String($0)) } ?? 3600
+        guard seconds > 0 else { throw APIError(.badRequest, "invalid_since", "since must be a positive number of seconds") }
+        return try JSONResponse.make(try await service.metrics(since: service.clock().addingTimeInterval(-seconds),
+                                                               model: query["model"].map(String.init)))
+    }
+
+    // MARK: Devices
+
+    func enroll(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let body = try await request.decode(as: EnrollRequest.self, context: context)
+        return try JSONResponse.make(try await service.enroll(body), status: .created)
+    }
+
+    func heartbeat(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        guard let device = context.device else { throw APIError(.unauthorized, "unauthorized", "device credential required") }
+        let body = try await request.decode(as: HeartbeatRequest.self, context: context)
+        return try JSONResponse.make(try await service.heartbeat(device: device, body))
+    }
+
+    func reports(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        guard let device = context.device else { throw APIError(.unauthorized, "unauthorized", "device credential required") }
+        let body = try await request.decode(as: [DeploymentReport].self, context: context)
+        guard body.count <= 1000 else { throw APIError(.contentTooLarge, "too_many_items", "at most 1000 reports") }
+        for report in body { try await service.store.applyReport(deviceID: device.id, report: report, now: service.clock()) }
+        return try JSONResponse.make(["accepted": body.count])
+    }
+
+    func manifest(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        guard let device = context.device else { throw APIError(.unauthorized, "unauthorized", "device credential required") }
+        guard let manifest = try await service.desiredManifest(deviceID: device.id) else {
+            throw APIError(.notFound, "no_deployment", "nothing is deployed to this device")
+        }
+        return try JSONResponse.make(manifest)
+    }
+
+    func blob(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let sha = try context.parameters.require("sha256")
+        guard let url = service.blobs.url(for: sha), let size = service.blobs.size(of: sha) else {
+            throw APIError(.notFound, "unknown_blob", "no blob \(sha.prefix(64))")
+        }
+        var range = 0..<size
+        var status = HTTPResponse.Status.ok
+        if let header = request.headers[.range] {
+            guard let parsed = ByteRange.parse(header, size: size) else {
+                return Response(status: .rangeNotSatisfiable, headers: [.contentRange: "bytes */\(size)"])
+            }
+            range = parsed
+            status = .partialContent
+        }
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        try handle.seek(toOffset: UInt64(range.lowerBound))
+        let data = try handle.read(upToCount: range.count) ?? Data()
+        var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes"]
+        if status == .partialContent { headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// A single `bytes=` range of an HTTP Range header (RFC 9110), clamped to the size.
+enum ByteRange {
+    static func parse(_ header: String, size: Int) -> Range<Int>? {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let spec = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard spec.count == 2 else { return nil }
+        if spec[0].isEmpty {
+            guard let suffix = Int(spec[1]), suffix > 0 else { return nil }
+            return max(0, size - suffix)..<size
+        }
+        guard let start = Int(spec[0]), start >= 0, start < size else { return nil }
+        let end = spec[1].isEmpty ? size - 1 : min(Int(spec[1]) ?? -1, size - 1)
+        guard end >= start else { return nil }
+        return start..<(end + 1)
+    }
+}

@@ -1,0 +1,29 @@
+import Foundation
+
+/// Settings of one controller process (flags, environment or a config file).
+public struct ControllerConfiguration: Sendable {
+    public var dataDirectory: URL
+    public var host: String
+    public var port: Int
+    /// Base URL agents use to reach this controller in manifests (blob paths are relative).
+    public var heartbeatInterval: Double
+    /// A device is online when seen within this many seconds, stale within `offlineAfter`.
+    public var onlineWithin: Double
+    public var offlineAfter: Double
+    public var maxModelBytes: Int
+    public var maxJSONBytes: Int
+    public var pushInterval: Double
+
+    public init(dataDirectory: URL, host: String = "127.0.0.1", port: Int = 8080, heartbeatInterval: Double = 30,
+                maxModelBytes: Int = 256 << 20, maxJSONBytes: Int = 4 << 20, pushInterval: Double = 0.5) {
+        self.dataDirectory = dataDirectory
+        self.host = host
+        self.port = port
+        self.heartbeatInterval = heartbeatInterval
+        self.onlineWithin = heartbeatInterval * 3
+        self.offlineAfter = heartbeatInterval * 10
+        self.maxModelBytes = maxModelBytes
+        self.maxJSONBytes = maxJSONBytes
+        self.pushInterval = pushInterval
+    }
+}

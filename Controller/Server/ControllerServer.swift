@@ -1,0 +1,91 @@
+import FleetKit
+import Foundation
+import Hummingbird
+import Logging
+
+/// Opens (or creates) a data directory and runs the controller until SIGINT/SIGTERM.
+public enum ControllerServer {
+    public struct Startup: Sendable {
+        public var fleetID: String
+        /// Set only on first start: the admin token, shown once.
+        public var newAdminToken: String?
+    }
+
+    static let adminTokenSetting = "admin_token_sha256"
+    static let fleetIDSetting = "fleet_id"
+
+    /// Creates the admin token if none exists and returns the fleet's identity.
+    static func prepare(_ directory: DataDirectory, store: SQLiteFleetStore) async throws -> Startup {
+        var fleetID = try await store.setting(fleetIDSetting)
+        if fleetID == nil {
+            fleetID = "fleet_" + Secrets.randomToken(bytes: 9)
+            try await store.setSetting(fleetIDSetting, fleetID!)
+        }
+        var newToken: String?
+        if try await store.setting(adminTokenSetting) == nil {
+            newToken = "adm_" + Secrets.randomToken()
+            try await store.setSetting(adminTokenSetting, Secrets.hash(newToken!))
+        }
+        return Startup(fleetID: fleetID!, newAdminToken: newToken)
+    }
+
+    /// Replaces the admin token; the old one stops working at once.
+    public static func rotateAdminToken(dataDirectory: URL) async throws -> String {
+        let directory = try DataDirectory(dataDirectory)
+        let store = try SQLiteFleetStore(path: directory.databasePath)
+        let token = "adm_" + Secrets.randomToken()
+        try await store.setSetting(adminTokenSetting, Secrets.hash(token))
+        return token
+    }
+
+    /// Online backup of the live database (SQLite backup API) to `destination`.
+    public static func backup(dataDirectory: URL, to destination: URL) throws {
+        let directory = try DataDirectory(dataDirectory)
+        let store = try SQLiteFleetStore(path: directory.databasePath)
+        try store.backup(to: destination.path)
+    }
+
+    public static func run(_ configuration: ControllerConfiguration, logger: Logger,
+                           onStart: @escaping @Sendable (Startup, String) -> Void) async throws {
+        let directory = try DataDirectory(configuration.dataDirectory)
+        let store = try SQLiteFleetStore(path: directory.databasePath)
+        let startup = try await prepare(directory, store: store)
+        let service = FleetService(store: store, blobs: FileBlobStore(directory: directory.blobsURL),
+                                   signer: ManifestSigner(privateKey: try directory.signingKey()), fleetID: startup.fleetID,
+                                   configuration: configuration, clock: { Date() })
+        let pushes = PushService(service: service, logger: logger)
+        let routes = ControllerRoutes(service: service, pushes: pushes)
+
+        let router = Router(context: FleetRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        let adminAuth = AuthMiddleware(required: .admin, service: service) { try await store.setting(adminTokenSetting) }
+        let deviceAuth = AuthMiddleware(required: .device, service: service) { nil }
+        for spec in routes.specs {
+            let path = RouterPath(spec.path)
+            switch spec.access {
+            case .admin:
+                router.group().add(middleware: adminAuth).on(path, method: spec.method, use: spec.handler)
+            case .device:
+                router.group().add(middleware: deviceAuth).on(path, method: spec.method, use: spec.handler)
+            case .enrollment, .anonymous:
+                router.on(path, method: spec.method, use: spec.handler)
+            }
+        }
+
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitfleet-controller"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                onStart(startup, "http://\(configuration.host):\(port)")
+            },
+            logger: logger
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.runService() }
+            group.addTask { await pushes.run() }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}

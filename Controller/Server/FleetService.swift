@@ -1,0 +1,311 @@
+import BitModel
+import Crypto
+import FleetKit
+import Foundation
+import ModelImport
+import BitEngine
+
+/// The controller's behaviour, independent of HTTP: the registry, enrollment, heartbeats,
+/// deployments and their manifests. Routes translate requests into these calls.
+struct FleetService: Sendable {
+    let store: any FleetStore
+    let blobs: any BlobStore
+    let signer: ManifestSigner
+    let fleetID: String
+    let configuration: ControllerConfiguration
+    let clock: @Sendable () -> Date
+
+    // MARK: Registry
+
+    /// Validates and stores a model: a `.bnn` file, or an ONNX file converted here.
+    func uploadModel(_ data: Data, name: String?, version: String?, createdBy: String) async throws -> ModelRecord {
+        var bytes = data
+        let model: Model
+        if bytes.starts(with: [0x89, 0x42, 0x4E, 0x4E]) {
+            do {
+                model = try ModelReader.read(bytes)
+            } catch let error as ModelFormatError {
+                throw APIError(.badRequest, "invalid_model", "the .bnn file is invalid: \(error)")
+            }
+        } else {
+            do {
+                var converted = try ONNXConverter.convert(data: bytes, options: ConversionOptions(name: name, version: version ?? "")).model
+                try BitEngineSelfTest.add(to: &converted)
+                bytes = try ModelWriter.data(for: converted)
+                model = converted
+            } catch let error as ImportError {
+                throw APIError(.badRequest, "invalid_model", "neither a .bnn file nor a convertible ONNX model: \(error)")
+            }
+        }
+        let modelName = name ?? model.metadata.name
+        guard Self.isValidName(modelName) else {
+            throw APIError(.badRequest, "invalid_name", "model name '\(modelName)' must be 1-100 letters, digits, '.', '_' or '-'")
+        }
+        if let version, !Self.isValidName(version) {
+            throw APIError(.badRequest, "invalid_version", "version '\(version)' must be 1-100 letters, digits, '.', '_' or '-'")
+        }
+        let sha = try blobs.put(bytes)
+        let statistics = try ModelStatistics(model)
+        let metadataJSON = String(decoding: try FleetJSON.encoder.encode(model.metadata), as: UTF8.self)
+        do {
+            return try await store.insertModel(name: modelName, version: version, sha256: sha, size: bytes.count,
+                                               metadataJSON: metadataJSON, binaryMACs: statistics.binaryMACs,
+                                               createdBy: createdBy, now: clock())
+        } catch let error as StoreError {
+            throw APIError(.conflict, "conflict", error.description)
+        }
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        (1...100).contains(name.count) && name.allSatisfy { $0.isLetter || $0.isNumber || "._-".contains($0) } && name.unicodeScalars.allSatisfy(\.isASCII)
+    }
+
+    func modelInfo(_ record: ModelRecord) -> ModelVersionInfo {
+        let metadata = try? FleetJSON.decoder.decode(ModelMetadata.self, from: Data(record.metadataJSON.utf8))
+        return ModelVersionInfo(id: record.id ?? 0, name: record.name, version: record.version, sha256: record.sha256, size: record.size,
+                                description: metadata?.description ?? "", labels: metadata?.labels ?? [],
+                                inputShape: metadata?.input.shape ?? [], outputShape: metadata?.output.shape ?? [],
+                                binaryMACs: record.binaryMACs, properties: metadata?.properties ?? [:],
+                                createdAt: record.createdAt, createdBy: record.createdBy)
+    }
+
+    /// The version named, of the model named; the model may be omitted when only one exists.
+    func resolveModel(name: String?, version: String) async throws -> ModelRecord {
+        let all = try await store.models()
+        let names = Set(all.map(\.name))
+        let modelName: String
+        if let name {
+            guard names.contains(name) else { throw APIError(.notFound, "unknown_model", "no model named '\(name)'; known: \(names.sorted().joined(separator: ", "))") }
+            modelName = name
+        } else {
+            guard names.count == 1, let only = names.first else {
+                throw APIError(.badRequest, "model_required", names.isEmpty ? "no models uploaded yet" : "several models exist (\(names.sorted().joined(separator: ", "))); name one")
+            }
+            modelName = only
+        }
+        guard let record = all.first(where: { $0.name == modelName && $0.version == version }) else {
+            let versions = all.filter { $0.name == modelName }.map(\.version)
+            throw APIError(.notFound, "unknown_version", "model '\(modelName)' has no version '\(version)'; known: \(versions.joined(separator: ", "))")
+        }
+        return record
+    }
+
+    // MARK: Enrollment
+
+    func createEnrollmentToken(_ request: EnrollmentTokenRequest) async throws -> EnrollmentTokenResponse {
+        guard (60...(90 * 86_400)).contains(request.expiresInSeconds) else {
+            throw APIError(.badRequest, "invalid_expiry", "expiry must be between 1 minute and 90 days")
+        }
+        let token = "enr_" + Secrets.randomToken()
+        let now = clock()
+        let expires = now.addingTimeInterval(Double(request.expiresInSeconds))
+        let labels = String(decoding: try FleetJSON.encoder.encode(request.labels), as: UTF8.self)
+        try await store.insertEnrollmentToken(EnrollmentTokenRecord(tokenHash: Secrets.hash(token), labelsJSON: labels,
+                                                                   createdAt: now, expiresAt: expires, usedAt: nil, usedBy: nil))
+        return EnrollmentTokenResponse(token: token, expiresAt: expires)
+    }
+
+    func enroll(_ request: EnrollRequest) async throws -> EnrollResponse {
+        let deviceID = "dev_" + Secrets.randomToken(bytes: 9)
+        guard let token = try await store.consumeEnrollmentToken(hash: Secrets.hash(request.token), deviceID: deviceID, now: clock()) else {
+            throw APIError(.unauthorized, "invalid_enrollment_token", "the enrollment token is unknown, expired or already used")
+        }
+        guard (1...100).contains(request.name.count) else {
+            throw APIError(.badRequest, "invalid_name", "device name must be 1-100 characters")
+        }
+        var labels = (try? FleetJSON.decoder.decode([String: String].self, from: Data(token.labelsJSON.utf8))) ?? [:]
+        labels.merge(request.labels) { _, new in new }
+        let secret = Secrets.randomToken()
+        let credential = "\(deviceID).\(secret)"
+        try await store.insertDevice(DeviceRecord(
+            id: deviceID, name: request.name, labelsJSON: String(decoding: try FleetJSON.encoder.encode(labels), as: UTF8.self),
+            credentialHash: Secrets.hash(secret), enrolledAt: clock(), lastSeen: clock(), agentVersion: request.agentVersion,
+            pushURL: try Self.validatedPushURL(request.pushURL), activeModelJSON: nil, desiredDeploymentID: nil, revoked: false))
+        return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64)
+    }
+
+    static func validatedPushURL(_ text: String) throws -> String {
+        if text.isEmpty { return "" }
+        guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil, text.count <= 500 else {
+            throw APIError(.badRequest, "invalid_push_url", "push URL '\(text.prefix(100))' is not an http(s) URL")
+        }
+        return text
+    }
+
+    /// The device behind a `deviceID.secret` credential, if valid and not revoked.
+    func authenticateDevice(credential: String) async throws -> DeviceRecord? {
+        let parts = credential.split(separator: ".", maxSplits: 1)
+        guard parts.count == 2, let device = try await store.device(id: String(parts[0])), !device.revoked,
+              Secrets.constantTimeEquals(device.credentialHash, Secrets.hash(String(parts[1]))) else {
+            return nil
+        }
+        return device
+    }
+
+    // MARK: Heartbeats
+
+    func heartbeat(device: DeviceRecord, _ request: HeartbeatRequest) async throws -> HeartbeatResponse {
+        guard request.reports.count <= 1000, request.aggregates.count <= 10_000 else {
+            throw APIError(.contentTooLarge, "too_many_items", "at most 1000 reports and 10000 aggregate windows per heartbeat")
+        }
+        guard request.aggregates.allSatisfy(\.isWellFormed) else {
+            throw APIError(.badRequest, "invalid_aggregates", "an aggregate window is malformed")
+        }
+        let activeJSON = try request.activeModel.map { String(decoding: try FleetJSON.encoder.encode($0), as: UTF8.self) }
+        try await store.recordHeartbeat(deviceID: device.id, now: clock(), agentVersion: String(request.agentVersion.prefix(100)),
+                                        pushURL: try Self.validatedPushURL(request.pushURL), activeModelJSON: activeJSON)
+        for report in request.reports {
+            try await store.applyReport(deviceID: device.id, report: report, now: clock())
+        }
+        if !request.events.isEmpty {
+            guard request.events.count <= 1000 else { throw APIError(.contentTooLarge, "too_many_items", "at most 1000 events") }
+            try await store.insertEvents(deviceID: device.id, events: request.events)
+        }
+        if !request.aggregates.isEmpty {
+            try await store.mergeAggregates(deviceID: device.id, windows: request.aggregates)
+        }
+        return HeartbeatResponse(desired: try await desiredManifest(deviceID: device.id), heartbeatInterval: configuration.heartbeatInterval)
+    }
+
+    /// The signed manifest of the device's desired deployment.
+    func desiredManifest(deviceID: String) async throws -> SignedManifest? {
+        guard let device = try await store.device(id: deviceID), let deploymentID = device.desiredDeploymentID,
+              let deployment = try await store.deployment(id: deploymentID),
+              let model = try await store.model(id: deployment.modelID) else {
+            return nil
+        }
+        return try manifest(for: deviceID, deployment: deployment, model: model)
+    }
+
+    func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord) throws -> SignedManifest {
+        try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
+                                           version: model.version, sha256: model.sha256, size: model.size,
+                                           issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)"))
+    }
+
+    // MARK: Deployments
+
+    func deploy(_ request: DeploymentRequest, createdBy: String) async throws -> DeploymentInfo {
+        let model = try await resolveModel(name: request.model, version: request.version)
+        let devices = try await store.devices().filter { !$0.revoked }
+        var targets: [DeviceRecord]
+        if !request.target.devices.isEmpty {
+            let known = Dictionary(devices.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            let missing = request.target.devices.filter { known[$0] == nil }
+            guard missing.isEmpty else {
+                throw APIError(.badRequest, "unknown_device", "unknown or revoked devices: \(missing.joined(separator: ", "))")
+            }
+            targets = request.target.devices.compactMap { known[$0] }
+        } else {
+            targets = devices
+        }
+        if !request.target.labels.isEmpty {
+            targets = targets.filter { device in request.target.labels.allSatisfy { device.labels[$0.key] == $0.value } }
+        }
+        guard !targets.isEmpty else {
+            throw APIError(.badRequest, "no_devices", "the target matches no enrolled device")
+        }
+        let deployment = try await store.createDeployment(modelID: model.id!, target: request.target, deviceIDs: targets.map(\.id),
+                                                          createdBy: createdBy, now: clock())
+        return try await deploymentInfo(deployment, includeDevices: true)
+    }
+
+    func deploymentInfo(_ deployment: DeploymentRecord, includeDevices: Bool) async throws -> DeploymentInfo {
+        let model = try await store.model(id: deployment.modelID)
+        let rows = try await store.deviceDeployments(deploymentID: deployment.id!)
+        var counts: [String: Int] = [:]
+        for state in DeploymentState.allCases { counts[state.rawValue] = 0 }
+        for row in rows { counts[row.state, default: 0] += 1 }
+        var devices: [DeviceDeploymentInfo]?
+        if includeDevices {
+            let names = Dictionary(try await store.devices().map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+            devices = rows.map {
+                DeviceDeploymentInfo(deviceID: $0.deviceID, deviceName: names[$0.deviceID] ?? "", state: DeploymentState(rawValue: $0.state) ?? .pending,
+                                     reason: $0.reason, updatedAt: $0.updatedAt, pushAttempts: $0.pushAttempts)
+            }
+        }
+        return DeploymentInfo(id: deployment.id!, sequence: deployment.sequence, model: model?.name ?? "?", version: model?.version ?? "?",
+                              sha256: model?.sha256 ?? "", target: deployment.target, createdAt: deployment.createdAt,
+                              createdBy: deployment.createdBy, counts: counts, devices: devices)
+    }
+
+    // MARK: Fleet views
+
+    func status(of device: DeviceRecord, now: Date) -> String {
+        if device.revoked { return "revoked" }
+        guard let seen = device.lastSeen else { return "offline" }
+        let age = now.timeIntervalSince(seen)
+        if age <= configuration.onlineWithin { return "online" }
+        return age <= configuration.offlineAfter ? "stale" : "offline"
+    }
+
+    func deviceInfo(_ device: DeviceRecord) async throws -> DeviceInfo {
+        var state: DeploymentState?
+        var reason: String?
+        var sequence: Int64?
+        if let deploymentID = device.desiredDeploymentID {
+            let row = try await store.deviceDeployment(deploymentID: deploymentID, deviceID: device.id)
+            state = row.flatMap { DeploymentState(rawValue: $0.state) }
+            reason = row?.reason
+            sequence = try await store.deployment(id: deploymentID)?.sequence
+        }
+        return DeviceInfo(id: device.id, name: device.name, labels: device.labels, enrolledAt: device.enrolledAt, lastSeen: device.lastSeen,
+                          status: status(of: device, now: clock()), agentVersion: device.agentVersion, pushURL: device.pushURL,
+                          activeModel: device.activeModel, desiredSequence: sequence, deploymentState: state, deploymentReason: reason)
+    }
+
+    func fleetStatus() async throws -> FleetStatus {
+        let devices = try await store.devices()
+        let now = clock()
+        var counts: [String: Int] = [:]
+        var versions: [String: Int] = [:]
+        for device in devices {
+            counts[status(of: device, now: now), default: 0] += 1
+            if !device.revoked, let active = device.activeModel { versions["\(active.name) \(active.version)", default: 0] += 1 }
+        }
+        var latestInfo: DeploymentInfo?
+        if let latest = try await store.deployments().first { latestInfo = try await deploymentInfo(latest, includeDevices: false) }
+        return FleetStatus(devices: devices.count, online: counts["online"] ?? 0, stale: counts["stale"] ?? 0,
+                           offline: counts["offline"] ?? 0, revoked: counts["revoked"] ?? 0, byModelVersion: versions,
+                           latestDeployment: latestInfo,
+                           onlineThresholdSeconds: configuration.onlineWithin, offlineThresholdSeconds: configuration.offlineAfter)
+    }
+
+    func metrics(since: Date, model: String?) async throws -> MetricsSummary {
+        let windows = try await store.metricWindows(since: since, model: model)
+        var groups: [String: (AggregateWindow, Set<String>, Int)] = [:]
+        for row in windows {
+            var window = AggregateWindow(start: row.windowStart, end: row.windowEnd, model: row.model, version: row.version, classes: 0)
+            window.inferences = row.inferences
+            window.errors = row.errors
+            window.classCounts = (try? JSONDecoder().decode([Int].self, from: Data(row.classCountsJSON.utf8))) ?? []
+            window.latencyHistogram = (try? JSONDecoder().decode([Int].self, from: Data(row.latencyJSON.utf8))) ?? []
+            window.confidenceHistogram = (try? JSONDecoder().decode([Int].self, from: Data(row.confidenceJSON.utf8))) ?? []
+            if var group = groups[window.key] {
+                group.0.merge(window)
+                group.1.insert(row.deviceID)
+                group.2 += 1
+                groups[window.key] = group
+            } else {
+                groups[window.key] = (window, [row.deviceID], 1)
+            }
+        }
+        let entries = groups.values.sorted { ($0.0.model, $0.0.version) < ($1.0.model, $1.0.version) }.map { window, devices, count in
+            let confidence = window.confidenceHistogram.enumerated().reduce(0.0) { $0 + (Double($1.offset) + 0.5) / 10 * Double($1.element) }
+            return MetricsSummary.Entry(model: window.model, version: window.version, devices: devices.count, windows: count,
+                                        inferences: window.inferences, errors: window.errors, classCounts: window.classCounts,
+                                        latencyP50Ms: AggregateWindow.latencyPercentile(window.latencyHistogram, 0.5),
+                                        latencyP95Ms: AggregateWindow.latencyPercentile(window.latencyHistogram, 0.95),
+                                        latencyP99Ms: AggregateWindow.latencyPercentile(window.latencyHistogram, 0.99),
+                                        meanConfidence: window.inferences > 0 ? confidence / Double(window.inferences) : nil)
+        }
+        return MetricsSummary(since: since, entries: entries)
+    }
+}
+
+/// A model gets a self-test vector from the engine when the controller converts it.
+enum BitEngineSelfTest {
+    static func add(to model: inout Model) throws {
+        try SelfTests.addVector(to: &model)
+    }
+}

@@ -1,0 +1,69 @@
+import FleetKit
+import Foundation
+import Logging
+
+/// Delivers manifests to agents over HTTP (`POST {pushURL}/v1/push`). Pending pushes are
+/// rows in the database, not in-memory timers, so a restarted controller (or another
+/// replica) picks them up. Failed pushes are retried with exponential backoff; agents that
+/// stay unreachable still converge through their heartbeat replies.
+final class PushService: Sendable {
+    let service: FleetService
+    let logger: Logger
+    private let client: FleetHTTPClient
+
+    init(service: FleetService, logger: Logger) {
+        self.service = service
+        self.logger = logger
+        client = FleetHTTPClient(baseURL: URL(string: "http://127.0.0.1/")!, token: nil, timeout: 5)
+    }
+
+    /// Polling keeps the schedule in the database; a deploy takes effect within one interval.
+    func wake() {}
+
+    static func backoff(afterAttempts attempts: Int) -> TimeInterval {
+        let base = min(60, pow(2, Double(min(attempts, 10))))
+        return base * Double.random(in: 0.75...1.25)
+    }
+
+    func run() async {
+        while !Task.isCancelled {
+            do {
+                let due = try await service.store.duePushes(now: service.clock(), limit: 64)
+                if due.isEmpty {
+                    try await Task.sleep(for: .milliseconds(Int(service.configuration.pushInterval * 1000)))
+                    continue
+                }
+                await withTaskGroup(of: Void.self) { group in
+                    for row in due { group.addTask { await self.push(row) } }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.error("push loop: \(error)")
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func push(_ row: DeviceDeploymentRecord) async {
+        do {
+            guard let device = try await service.store.device(id: row.deviceID),
+                  let deployment = try await service.store.deployment(id: row.deploymentID),
+                  let model = try await service.store.model(id: deployment.modelID) else { return }
+            let manifest = try service.manifest(for: device.id, deployment: deployment, model: model)
+            let target = device.pushURL.hasSuffix("/") ? device.pushURL + "v1/push" : device.pushURL + "/v1/push"
+            do {
+                _ = try await client.send("POST", target, body: try FleetJSON.encoder.encode(manifest))
+                try await service.store.recordPush(deploymentID: row.deploymentID, deviceID: row.deviceID, delivered: true,
+                                                   error: nil, nextAttempt: nil, now: service.clock())
+            } catch {
+                let next = service.clock().addingTimeInterval(Self.backoff(afterAttempts: row.pushAttempts + 1))
+                logger.info("push to \(device.id) failed (attempt \(row.pushAttempts + 1)), retrying later: \(error)")
+                try await service.store.recordPush(deploymentID: row.deploymentID, deviceID: row.deviceID, delivered: false,
+                                                   error: "\(error)", nextAttempt: next, now: service.clock())
+            }
+        } catch {
+            logger.error("push bookkeeping for \(row.deviceID): \(error)")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import FleetKit
+import Foundation
+
+/// Everything the controller persists. One implementation per database engine (SQLite
+/// now; PostgreSQL for replicated controllers later); no SQL lives outside a store.
+protocol FleetStore: Sendable {
+    func setting(_ key: String) async throws -> String?
+    func setSetting(_ key: String, _ value: String) async throws
+
+    /// Inserts a model version; `version` nil assigns the next "vN" for that name.
+    func insertModel(name: String, version: String?, sha256: String, size: Int, metadataJSON: String,
+                     binaryMACs: Int, createdBy: String, now: Date) async throws -> ModelRecord
+    func models() async throws -> [ModelRecord]
+    func model(id: Int64) async throws -> ModelRecord?
+
+    func insertEnrollmentToken(_ record: EnrollmentTokenRecord) async throws
+    /// Marks an unused, unexpired token used (atomically) and returns it; nil otherwise.
+    func consumeEnrollmentToken(hash: String, deviceID: String, now: Date) async throws -> EnrollmentTokenRecord?
+
+    func insertDevice(_ device: DeviceRecord) async throws
+    func device(id: String) async throws -> DeviceRecord?
+    func devices() async throws -> [DeviceRecord]
+    func recordHeartbeat(deviceID: String, now: Date, agentVersion: String, pushURL: String, activeModelJSON: String?) async throws
+    func revokeDevice(id: String) async throws -> Bool
+
+    /// Creates a deployment with the next fleet-wide sequence for `deviceIDs`, making it
+    /// their desired deployment, with a pending push per device.
+    func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date) async throws -> DeploymentRecord
+    func deployments() async throws -> [DeploymentRecord]
+    func deployment(id: Int64) async throws -> DeploymentRecord?
+    func deviceDeployments(deploymentID: Int64) async throws -> [DeviceDeploymentRecord]
+    func deviceDeployment(deploymentID: Int64, deviceID: String) async throws -> DeviceDeploymentRecord?
+    /// Applies an agent's report about the deployment with `sequence`; reports about
+    /// deployments the device was not part of are ignored.
+    func applyReport(deviceID: String, report: DeploymentReport, now: Date) async throws
+
+    /// Pending pushes whose time has come, for devices whose desired deployment it still is.
+    func duePushes(now: Date, limit: Int) async throws -> [DeviceDeploymentRecord]
+    func recordPush(deploymentID: Int64, deviceID: String, delivered: Bool, error: String?, nextAttempt: Date?, now: Date) async throws
+
+    func insertEvents(deviceID: String, events: [DeviceEvent]) async throws
+    func events(deviceID: String, limit: Int) async throws -> [DeviceEventRecord]
+
+    func mergeAggregates(deviceID: String, windows: [AggregateWindow]) async throws
+    func metricWindows(since: Date, model: String?) async throws -> [MetricWindowRecord]
+}
+
+enum StoreError: Error, CustomStringConvertible {
+    case conflict(String)
+    case notFound(String)
+
+    var description: String {
+        switch self {
+        case .conflict(let message), .notFound(let message): return message
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import GRDB
+
+/// Schema history. Migrations only ever get appended; a database created by any earlier
+/// version upgrades in place when a newer controller opens it.
+enum Migrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: registry, devices, deployments, metrics") { db in
+            try db.create(table: "setting") { t in
+                t.primaryKey("key", .text)
+                t.column("value", .text).notNull()
+            }
+            try db.create(table: "model") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("name", .text).notNull()
+                t.column("version", .text).notNull()
+                t.column("sha256", .text).notNull()
+                t.column("size", .integer).notNull()
+                t.column("metadataJSON", .text).notNull()
+                t.column("binaryMACs", .integer).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("createdBy", .text).notNull()
+                t.uniqueKey(["name", "version"])
+            }
+            try db.create(table: "enrollmentToken") { t in
+                t.primaryKey("tokenHash", .text)
+                t.column("labelsJSON", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("expiresAt", .datetime).notNull()
+                t.column("usedAt", .datetime)
+                t.column("usedBy", .text)
+            }
+            try db.create(table: "deployment") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("sequence", .integer).notNull().unique()
+                t.column("modelID", .integer).notNull().references("model")
+                t.column("targetJSON", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("createdBy", .text).notNull()
+            }
+            try db.create(table: "device") { t in
+                t.primaryKey("id", .text)
+                t.column("name", .text).notNull()
+                t.column("labelsJSON", .text).notNull()
+                t.column("credentialHash", .text).notNull()
+                t.column("enrolledAt", .datetime).notNull()
+                t.column("lastSeen", .datetime)
+                t.column("agentVersion", .text).notNull()
+                t.column("pushURL", .text).notNull()
+                t.column("activeModelJSON", .text)
+                t.column("desiredDeploymentID", .integer).references("deployment")
+                t.column("revoked", .boolean).notNull().defaults(to: false)
+            }
+            try db.create(table: "deviceDeployment") { t in
+                t.column("deploymentID", .integer).notNull().references("deployment")
+                t.column("deviceID", .text).notNull().references("device")
+                t.column("state", .text).notNull()
+                t.column("reason", .text)
+                t.column("updatedAt", .datetime).notNull()
+                t.column("pushAttempts", .integer).notNull().defaults(to: 0)
+                t.column("nextPushAt", .datetime)
+                t.primaryKey(["deploymentID", "deviceID"])
+            }
+            try db.create(index: "deviceDeployment_push", on: "deviceDeployment", columns: ["state", "nextPushAt"])
+            try db.create(table: "metricWindow") { t in
+                t.column("deviceID", .text).notNull().references("device")
+                t.column("model", .text).notNull()
+                t.column("version", .text).notNull()
+                t.column("windowStart", .datetime).notNull()
+                t.column("windowEnd", .datetime).notNull()
+                t.column("inferences", .integer).notNull()
+                t.column("errors", .integer).notNull()
+                t.column("classCountsJSON", .text).notNull()
+                t.column("latencyJSON", .text).notNull()
+                t.column("confidenceJSON", .text).notNull()
+                t.primaryKey(["deviceID", "model", "version", "windowStart"])
+            }
+            try db.create(index: "metricWindow_time", on: "metricWindow", columns: ["windowEnd"])
+        }
+        migrator.registerMigration("v2: device events") { db in
+            try db.create(table: "deviceEvent") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("deviceID", .text).notNull().references("device")
+                t.column("at", .datetime).notNull()
+                t.column("kind", .text).notNull()
+                t.column("message", .text).notNull()
+            }
+            try db.create(index: "deviceEvent_device", on: "deviceEvent", columns: ["deviceID", "at"])
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,104 @@
+import FleetKit
+import Foundation
+import GRDB
+
+// Rows of the controller's SQLite database. Column names equal property names.
+
+struct ModelRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+    static let databaseTableName = "model"
+    var id: Int64?
+    var name: String
+    var version: String
+    var sha256: String
+    var size: Int
+    /// The model's BitModel metadata as JSON, plus derived facts (MACs) for listings.
+    var metadataJSON: String
+    var binaryMACs: Int
+    var createdAt: Date
+    var createdBy: String
+
+    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+struct DeviceRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "device"
+    var id: String
+    var name: String
+    var labelsJSON: String
+    var credentialHash: String
+    var enrolledAt: Date
+    var lastSeen: Date?
+    var agentVersion: String
+    var pushURL: String
+    var activeModelJSON: String?
+    var desiredDeploymentID: Int64?
+    var revoked: Bool
+
+    var labels: [String: String] {
+        (try? JSONDecoder().decode([String: String].self, from: Data(labelsJSON.utf8))) ?? [:]
+    }
+
+    var activeModel: ActiveModel? {
+        activeModelJSON.flatMap { try? JSONDecoder().decode(ActiveModel.self, from: Data($0.utf8)) }
+    }
+}
+
+struct EnrollmentTokenRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "enrollmentToken"
+    var tokenHash: String
+    var labelsJSON: String
+    var createdAt: Date
+    var expiresAt: Date
+    var usedAt: Date?
+    var usedBy: String?
+}
+
+struct DeploymentRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+    static let databaseTableName = "deployment"
+    var id: Int64?
+    var sequence: Int64
+    var modelID: Int64
+    var targetJSON: String
+    var createdAt: Date
+    var createdBy: String
+
+    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    var target: DeploymentTarget {
+        (try? JSONDecoder().decode(DeploymentTarget.self, from: Data(targetJSON.utf8))) ?? DeploymentTarget()
+    }
+}
+
+struct DeviceDeploymentRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "deviceDeployment"
+    var deploymentID: Int64
+    var deviceID: String
+    var state: String
+    var reason: String?
+    var updatedAt: Date
+    var pushAttempts: Int
+    var nextPushAt: Date?
+}
+
+struct DeviceEventRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+    static let databaseTableName = "deviceEvent"
+    var id: Int64?
+    var deviceID: String
+    var at: Date
+    var kind: String
+    var message: String
+}
+
+struct MetricWindowRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "metricWindow"
+    var deviceID: String
+    var model: String
+    var version: String
+    var windowStart: Date
+    var windowEnd: Date
+    var inferences: Int
+    var errors: Int
+    var classCountsJSON: String
+    var latencyJSON: String
+    var confidenceJSON: String
+}

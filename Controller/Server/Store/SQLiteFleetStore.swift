@@ -1,0 +1,255 @@
+import FleetKit
+import Foundation
+import GRDB
+
+/// The embedded store: one SQLite file in WAL mode through GRDB, migrated on open.
+final class SQLiteFleetStore: FleetStore {
+    let database: DatabasePool
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        database = try DatabasePool(path: path, configuration: configuration)
+        try Migrations.migrator.migrate(database)
+    }
+
+    func integrityCheck() async throws -> String {
+        try await database.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no result" }
+    }
+
+    /// Online backup of the live database into `path` (SQLite backup API).
+    func backup(to path: String) throws {
+        let destination = try DatabaseQueue(path: path)
+        try database.backup(to: destination)
+    }
+
+    func setting(_ key: String) async throws -> String? {
+        try await database.read { db in try String.fetchOne(db, sql: "SELECT value FROM setting WHERE key = ?", arguments: [key]) }
+    }
+
+    func setSetting(_ key: String, _ value: String) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO setting(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           arguments: [key, value])
+        }
+    }
+
+    func insertModel(name: String, version: String?, sha256: String, size: Int, metadataJSON: String,
+                     binaryMACs: Int, createdBy: String, now: Date) async throws -> ModelRecord {
+        try await database.write { db in
+            let label: String
+            if let version {
+                label = version
+            } else {
+                let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM model WHERE name = ?", arguments: [name]) ?? 0
+                var next = count + 1
+                while try Bool.fetchOne(db, sql: "SELECT 1 FROM model WHERE name = ? AND version = ?", arguments: [name, "v\(next)"]) == true {
+                    next += 1
+                }
+                label = "v\(next)"
+            }
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM model WHERE name = ? AND version = ?", arguments: [name, label]) == true {
+                throw StoreError.conflict("model \(name) version \(label) already exists")
+            }
+            var record = ModelRecord(id: nil, name: name, version: label, sha256: sha256, size: size, metadataJSON: metadataJSON,
+                                     binaryMACs: binaryMACs, createdAt: now, createdBy: createdBy)
+            try record.insert(db)
+            return record
+        }
+    }
+
+    func models() async throws -> [ModelRecord] {
+        try await database.read { db in try ModelRecord.order(Column("name"), Column("id")).fetchAll(db) }
+    }
+
+    func model(id: Int64) async throws -> ModelRecord? {
+        try await database.read { db in try ModelRecord.fetchOne(db, key: id) }
+    }
+
+    func insertEnrollmentToken(_ record: EnrollmentTokenRecord) async throws {
+        try await database.write { db in try record.insert(db) }
+    }
+
+    func consumeEnrollmentToken(hash: String, deviceID: String, now: Date) async throws -> EnrollmentTokenRecord? {
+        try await database.write { db in
+            guard var token = try EnrollmentTokenRecord.fetchOne(db, key: hash), token.usedAt == nil, token.expiresAt > now else {
+                return nil
+            }
+            token.usedAt = now
+            token.usedBy = deviceID
+            try token.update(db)
+            return token
+        }
+    }
+
+    func insertDevice(_ device: DeviceRecord) async throws {
+        try await database.write { db in try device.insert(db) }
+    }
+
+    func device(id: String) async throws -> DeviceRecord? {
+        try await database.read { db in try DeviceRecord.fetchOne(db, key: id) }
+    }
+
+    func devices() async throws -> [DeviceRecord] {
+        try await database.read { db in try DeviceRecord.order(Column("name"), Column("id")).fetchAll(db) }
+    }
+
+    func recordHeartbeat(deviceID: String, now: Date, agentVersion: String, pushURL: String, activeModelJSON: String?) async throws {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE device SET lastSeen = ?, agentVersion = ?, pushURL = ?, activeModelJSON = ? WHERE id = ?",
+                           arguments: [now, agentVersion, pushURL, activeModelJSON, deviceID])
+        }
+    }
+
+    func revokeDevice(id: String) async throws -> Bool {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE device SET revoked = 1 WHERE id = ?", arguments: [id])
+            return db.changesCount > 0
+        }
+    }
+
+    func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date) async throws -> DeploymentRecord {
+        let targetJSON = String(decoding: try FleetJSON.encoder.encode(target), as: UTF8.self)
+        return try await database.write { db in
+            let sequence = (try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM deployment") ?? 0) + 1
+            var deployment = DeploymentRecord(id: nil, sequence: sequence, modelID: modelID, targetJSON: targetJSON,
+                                              createdAt: now, createdBy: createdBy)
+            try deployment.insert(db)
+            let id = deployment.id!
+            for deviceID in deviceIDs {
+                try DeviceDeploymentRecord(deploymentID: id, deviceID: deviceID, state: DeploymentState.pending.rawValue, reason: nil,
+                                           updatedAt: now, pushAttempts: 0, nextPushAt: now).insert(db)
+                try db.execute(sql: "UPDATE device SET desiredDeploymentID = ? WHERE id = ?", arguments: [id, deviceID])
+            }
+            return deployment
+        }
+    }
+
+    func deployments() async throws -> [DeploymentRecord] {
+        try await database.read { db in try DeploymentRecord.order(Column("sequence").desc).fetchAll(db) }
+    }
+
+    func deployment(id: Int64) async throws -> DeploymentRecord? {
+        try await database.read { db in try DeploymentRecord.fetchOne(db, key: id) }
+    }
+
+    func deviceDeployments(deploymentID: Int64) async throws -> [DeviceDeploymentRecord] {
+        try await database.read { db in
+            try DeviceDeploymentRecord.filter(Column("deploymentID") == deploymentID).order(Column("deviceID")).fetchAll(db)
+        }
+    }
+
+    func deviceDeployment(deploymentID: Int64, deviceID: String) async throws -> DeviceDeploymentRecord? {
+        try await database.read { db in
+            try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deploymentID, "deviceID": deviceID])
+        }
+    }
+
+    func applyReport(deviceID: String, report: DeploymentReport, now: Date) async throws {
+        try await database.write { db in
+            guard let deploymentID = try Int64.fetchOne(db, sql: "SELECT id FROM deployment WHERE sequence = ?", arguments: [report.sequence]),
+                  var row = try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deploymentID, "deviceID": deviceID]) else {
+                return
+            }
+            // States only move forward, except that a failure can follow anything and a
+            // retry after a failure may start again.
+            let order: [DeploymentState] = [.pending, .notified, .downloading, .installed, .active]
+            let current = DeploymentState(rawValue: row.state) ?? .pending
+            if report.state != .failed, current != .failed,
+               let from = order.firstIndex(of: current), let to = order.firstIndex(of: report.state), to < from {
+                return
+            }
+            row.state = report.state.rawValue
+            row.reason = report.reason.map { String($0.prefix(1000)) }
+            row.updatedAt = now
+            if report.state != .pending { row.nextPushAt = nil }
+            try row.update(db)
+        }
+    }
+
+    func duePushes(now: Date, limit: Int) async throws -> [DeviceDeploymentRecord] {
+        try await database.read { db in
+            try DeviceDeploymentRecord.fetchAll(db, sql: """
+                SELECT dd.* FROM deviceDeployment dd JOIN device d ON d.id = dd.deviceID
+                WHERE dd.state = 'pending' AND dd.nextPushAt IS NOT NULL AND dd.nextPushAt <= ?
+                  AND d.desiredDeploymentID = dd.deploymentID AND d.revoked = 0 AND d.pushURL != ''
+                ORDER BY dd.nextPushAt LIMIT ?
+                """, arguments: [now, limit])
+        }
+    }
+
+    func recordPush(deploymentID: Int64, deviceID: String, delivered: Bool, error: String?, nextAttempt: Date?, now: Date) async throws {
+        try await database.write { db in
+            guard var row = try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deploymentID, "deviceID": deviceID]) else { return }
+            row.pushAttempts += 1
+            row.updatedAt = now
+            if delivered {
+                if row.state == DeploymentState.pending.rawValue { row.state = DeploymentState.notified.rawValue }
+                row.nextPushAt = nil
+                row.reason = nil
+            } else {
+                row.nextPushAt = nextAttempt
+                row.reason = error.map { "push failed: \($0.prefix(500))" }
+            }
+            try row.update(db)
+        }
+    }
+
+    func insertEvents(deviceID: String, events: [DeviceEvent]) async throws {
+        try await database.write { db in
+            for event in events {
+                var record = DeviceEventRecord(id: nil, deviceID: deviceID, at: event.at, kind: String(event.kind.prefix(64)),
+                                               message: String(event.message.prefix(2000)))
+                try record.insert(db)
+            }
+        }
+    }
+
+    func events(deviceID: String, limit: Int) async throws -> [DeviceEventRecord] {
+        try await database.read { db in
+            try DeviceEventRecord.filter(Column("deviceID") == deviceID).order(Column("id").desc).limit(limit).fetchAll(db)
+        }
+    }
+
+    func mergeAggregates(deviceID: String, windows: [AggregateWindow]) async throws {
+        let encoder = JSONEncoder()
+        try await database.write { db in
+            for window in windows {
+                let key: [String: (any DatabaseValueConvertible)?] = ["deviceID": deviceID, "model": window.model, "version": window.version, "windowStart": window.start]
+                if let existing = try MetricWindowRecord.fetchOne(db, key: key) {
+                    var merged = AggregateWindow(start: existing.windowStart, end: existing.windowEnd, model: existing.model,
+                                                 version: existing.version, classes: 0)
+                    merged.inferences = existing.inferences
+                    merged.errors = existing.errors
+                    merged.classCounts = (try? JSONDecoder().decode([Int].self, from: Data(existing.classCountsJSON.utf8))) ?? []
+                    merged.latencyHistogram = (try? JSONDecoder().decode([Int].self, from: Data(existing.latencyJSON.utf8))) ?? []
+                    merged.confidenceHistogram = (try? JSONDecoder().decode([Int].self, from: Data(existing.confidenceJSON.utf8))) ?? []
+                    merged.merge(window)
+                    try Self.record(deviceID: deviceID, merged, encoder: encoder).update(db)
+                } else {
+                    try Self.record(deviceID: deviceID, window, encoder: encoder).insert(db)
+                }
+            }
+        }
+    }
+
+    private static func record(deviceID: String, _ window: AggregateWindow, encoder: JSONEncoder) throws -> MetricWindowRecord {
+        MetricWindowRecord(deviceID: deviceID, model: window.model, version: window.version, windowStart: window.start,
+                           windowEnd: window.end, inferences: window.inferences, errors: window.errors,
+                           classCountsJSON: String(decoding: try encoder.encode(window.classCounts), as: UTF8.self),
+                           latencyJSON: String(decoding: try encoder.encode(window.latencyHistogram), as: UTF8.self),
+                           confidenceJSON: String(decoding: try encoder.encode(window.confidenceHistogram), as: UTF8.self))
+    }
+
+    func metricWindows(since: Date, model: String?) async throws -> [MetricWindowRecord] {
+        try await database.read { db in
+            var request = MetricWindowRecord.filter(Column("windowEnd") >= since)
+            if let model { request = request.filter(Column("model") == model) }
+            return try request.fetchAll(db)
+        }
+    }
+}

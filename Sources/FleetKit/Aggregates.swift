@@ -1,0 +1,84 @@
+import Foundation
+
+/// What an agent reports about inference in one time window: counts and histograms only.
+/// Windows merge by addition, so an agent that is offline for long merges its oldest
+/// windows instead of dropping any totals, and the controller can add windows from many
+/// devices.
+public struct AggregateWindow: Codable, Sendable, Equatable {
+    /// Upper bounds (ms) of the latency buckets; the last bucket is open-ended.
+    public static let latencyBucketsMs: [Double] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000]
+    public static let confidenceBuckets = 10
+
+    public var start: Date
+    public var end: Date
+    public var model: String
+    public var version: String
+    public var inferences: Int
+    public var errors: Int
+    public var classCounts: [Int]
+    /// latencyBucketsMs.count + 1 counts.
+    public var latencyHistogram: [Int]
+    /// confidenceBuckets counts over [0, 1].
+    public var confidenceHistogram: [Int]
+
+    public init(start: Date, end: Date, model: String, version: String, classes: Int) {
+        self.start = start
+        self.end = end
+        self.model = model
+        self.version = version
+        inferences = 0
+        errors = 0
+        classCounts = [Int](repeating: 0, count: classes)
+        latencyHistogram = [Int](repeating: 0, count: Self.latencyBucketsMs.count + 1)
+        confidenceHistogram = [Int](repeating: 0, count: Self.confidenceBuckets)
+    }
+
+    public mutating func record(predictedClass: Int, latencyMs: Double, confidence: Float) {
+        inferences += 1
+        if classCounts.indices.contains(predictedClass) { classCounts[predictedClass] += 1 }
+        let bucket = Self.latencyBucketsMs.firstIndex { latencyMs <= $0 } ?? Self.latencyBucketsMs.count
+        latencyHistogram[bucket] += 1
+        let c = confidence.isFinite ? min(max(confidence, 0), 1) : 0
+        confidenceHistogram[min(Self.confidenceBuckets - 1, Int(c * Float(Self.confidenceBuckets)))] += 1
+    }
+
+    public var key: String { "\(model)\u{1F}\(version)" }
+
+    /// Adds `other`'s counts (same model and version) and widens the time range.
+    public mutating func merge(_ other: AggregateWindow) {
+        start = min(start, other.start)
+        end = max(end, other.end)
+        inferences += other.inferences
+        errors += other.errors
+        func add(_ a: inout [Int], _ b: [Int]) {
+            if a.count < b.count { a += [Int](repeating: 0, count: b.count - a.count) }
+            for i in b.indices { a[i] += b[i] }
+        }
+        add(&classCounts, other.classCounts)
+        add(&latencyHistogram, other.latencyHistogram)
+        add(&confidenceHistogram, other.confidenceHistogram)
+    }
+
+    /// Percentile of latency estimated from the histogram (upper bucket bound).
+    public static func latencyPercentile(_ histogram: [Int], _ p: Double) -> Double? {
+        let total = histogram.reduce(0, +)
+        guard total > 0 else { return nil }
+        let rank = Int((Double(total) * p).rounded(.up))
+        var seen = 0
+        for (index, count) in histogram.enumerated() {
+            seen += count
+            if seen >= max(rank, 1) {
+                return index < latencyBucketsMs.count ? latencyBucketsMs[index] : latencyBucketsMs.last! * 2
+            }
+        }
+        return nil
+    }
+
+    /// Structural sanity of a window received from a device.
+    public var isWellFormed: Bool {
+        inferences >= 0 && errors >= 0 && classCounts.count <= 100_000 && classCounts.allSatisfy { $0 >= 0 }
+            && latencyHistogram.count == Self.latencyBucketsMs.count + 1 && latencyHistogram.allSatisfy { $0 >= 0 }
+            && confidenceHistogram.count == Self.confidenceBuckets && confidenceHistogram.allSatisfy { $0 >= 0 }
+            && start <= end && model.count <= 256 && version.count <= 256
+    }
+}

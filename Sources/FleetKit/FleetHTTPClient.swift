@@ -1,0 +1,113 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// An HTTP failure with what the server said: the status, and the `code`/`message` of a
+/// BitFleet JSON error body when there is one.
+public struct FleetClientError: Error, CustomStringConvertible, Sendable {
+    public var status: Int?
+    public var code: String
+    public var message: String
+
+    public init(status: Int?, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String {
+        if let status { return "HTTP \(status) \(code): \(message)" }
+        return "\(code): \(message)"
+    }
+}
+
+/// JSON over HTTP with a bearer token and timeouts on every call (URLSession, libcurl on
+/// Linux). Used by the agent against the controller and by fleetctl.
+public final class FleetHTTPClient: @unchecked Sendable {
+    public let baseURL: URL
+    public let token: String?
+    private let session: URLSession
+
+    public init(baseURL: URL, token: String?, timeout: TimeInterval = 30, delegate: URLSessionDelegate? = nil) {
+        self.baseURL = baseURL
+        self.token = token
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        configuration.timeoutIntervalForResource = max(timeout * 10, 300)
+        configuration.httpMaximumConnectionsPerHost = 4
+        session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
+    }
+
+    deinit { session.finishTasksAndInvalidate() }
+
+    public func url(_ path: String) -> URL {
+        if let absolute = URL(string: path), absolute.scheme != nil { return absolute }
+        let trimmed = path.hasPrefix("/") ? String(path.dropFirst()) : path
+        return URL(string: trimmed, relativeTo: baseURL.absoluteString.hasSuffix("/") ? baseURL : baseURL.appendingPathComponent(""))!.absoluteURL
+    }
+
+    /// Raw request; throws FleetClientError for transport failures and non-2xx statuses.
+    public func send(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json",
+                     headers: [String: String] = [:], acceptStatuses: Set<Int> = []) async throws -> (Data, HTTPURLResponse) {
+        var request = URLRequest(url: url(path))
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let body {
+            request.httpBody = body
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let data: Data
+        let response: URLResponse
+        do {
+            (data, response) = try await session.data(for: request)
+        } catch {
+            throw FleetClientError(status: nil, code: "unreachable", message: "\(method) \(request.url?.absoluteString ?? path): \(error.localizedDescription)")
+        }
+        guard let http = response as? HTTPURLResponse else {
+            throw FleetClientError(status: nil, code: "bad_response", message: "not an HTTP response")
+        }
+        guard (200..<300).contains(http.statusCode) || acceptStatuses.contains(http.statusCode) else {
+            if let body = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
+                throw FleetClientError(status: http.statusCode, code: body.error.code, message: body.error.message)
+            }
+            let text = String(decoding: data.prefix(300), as: UTF8.self)
+            throw FleetClientError(status: http.statusCode, code: "http_\(http.statusCode)", message: text.isEmpty ? HTTPURLResponse.localizedString(forStatusCode: http.statusCode) : text)
+        }
+        return (data, http)
+    }
+
+    public func json<Response: Decodable>(_ method: String, _ path: String, as type: Response.Type) async throws -> Response {
+        let (data, _) = try await send(method, path)
+        return try decode(type, data, path: path)
+    }
+
+    public func json<Body: Encodable, Response: Decodable>(_ method: String, _ path: String, body: Body, as type: Response.Type) async throws -> Response {
+        let (data, _) = try await send(method, path, body: try FleetJSON.encoder.encode(body))
+        return try decode(type, data, path: path)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ data: Data, path: String) throws -> T {
+        do {
+            return try FleetJSON.decoder.decode(type, from: data)
+        } catch {
+            throw FleetClientError(status: nil, code: "bad_response", message: "\(path): unexpected response body: \(error)")
+        }
+    }
+}
+
+public enum FleetJSON {
+    public static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+
+    public static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}

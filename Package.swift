@@ -90,6 +90,13 @@ let package = Package(
         .testTarget(name: "BitModelTests", dependencies: ["BitModel"]),
         .testTarget(name: "BitEngineTests", dependencies: ["BitEngine", "BitModel"]),
         .testTarget(
+            name: "FleetTests",
+            dependencies: [
+                "FleetKit", "BitModel", "BitEngine", "fleet-controller", "fleet-agent", "fleetctl",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
             name: "ModelImportTests",
             dependencies: ["ModelImport", "BitEngine", "BitModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),

@@ -1,0 +1,139 @@
+import BitModel
+import Crypto
+import FleetKit
+import Foundation
+import Testing
+
+/// The product's spine with real processes on loopback: a controller, three agents (one
+/// behind a recording proxy), fleetctl. Push, deploy, infer, aggregate, deploy while an
+/// agent is down, refuse tampered/forged/replayed manifests, restart the controller.
+@Suite("Fleet end to end", .serialized)
+struct EndToEndTests {
+    @Test("deploy a signed model to a fleet of real agents and converge")
+    func fleet() async throws {
+        let fleet = try TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startController()
+
+        // Agent "a" talks to the controller through a proxy that records what it sends.
+        let proxy = try RecordingProxy(upstreamPort: fleet.controllerPort)
+        defer { proxy.stop() }
+        try fleet.startAgent("a", token: try await fleet.enrollmentToken(labels: ["site": "berlin"]),
+                             controller: URL(string: "http://127.0.0.1:\(proxy.port)")!)
+        try fleet.startAgent("b", token: try await fleet.enrollmentToken(labels: ["site": "berlin"]))
+        try fleet.startAgent("c", token: try await fleet.enrollmentToken(labels: ["site": "paris"]))
+        try await eventually("three devices online") {
+            let devices = try await fleet.devices()
+            return devices.count == 3 && devices.allSatisfy { $0.status == "online" }
+        }
+
+        // v1: push with fleetctl, deploy with fleetctl, every agent runs it.
+        let pushed = try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-cnn.bnn").path, "--name", "fashion"])
+        #expect(pushed.contains("pushed fashion v1"))
+        try fleet.fleetctl(["deploy", "model", "v1", "--wait", "--timeout", "60s"])
+        try await eventually("all agents report fashion v1 active") {
+            try await fleet.devices().allSatisfy { $0.activeModel?.version == "v1" && $0.deploymentState == .active }
+        }
+        let (deviceA, credentialA) = try fleet.agentIdentity("a")
+        let deviceClientA = FleetHTTPClient(baseURL: fleet.controllerURL, token: credentialA)
+        let manifestV1 = try await deviceClientA.json("GET", "/api/v1/manifest", as: SignedManifest.self)
+
+        // Inference through agent a's local endpoint; aggregates reach the controller.
+        let images = try fashionImages(count: 20)
+        let local = FleetHTTPClient(baseURL: fleet.agentURLs["a"]!, token: nil)
+        var predictions: [Int] = []
+        for image in images {
+            let (data, _) = try await local.send("POST", "/v1/infer", body: image, contentType: "application/octet-stream")
+            predictions.append(try FleetJSON.decoder.decode(InferenceResponse.self, from: data).topClass)
+        }
+        try await eventually("20 inferences of fashion v1 in the controller's metrics") {
+            let metrics = try await fleet.admin.json("GET", "/api/v1/metrics?since=3600", as: MetricsSummary.self)
+            return metrics.entries.first { $0.version == "v1" }?.inferences == 20
+        }
+        let metrics = try await fleet.admin.json("GET", "/api/v1/metrics?since=3600&model=fashion", as: MetricsSummary.self)
+        var expectedCounts = [Int](repeating: 0, count: 10)
+        for p in predictions { expectedCounts[p] += 1 }
+        #expect(metrics.entries.first?.classCounts == expectedCounts)
+        // No image (not even a 24-byte run of its pixels) appears in anything agent a sent.
+        let sent = proxy.clientBytes
+        #expect(sent.count > 0)
+        for image in images {
+            let pixels = image.suffix(784)
+            for offset in stride(from: 300, to: 700, by: 100) {
+                let run = pixels[pixels.startIndex + offset ..< pixels.startIndex + offset + 24]
+                guard Set(run).count > 4 else { continue }  // skip flat background
+                #expect(sent.range(of: Data(run)) == nil, "raw input bytes left the device")
+            }
+        }
+
+        // v2 while agent c is stopped: a and b move at once, c converges after restarting.
+        fleet.agents["c"]!.stop()
+        try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-mlp.bnn").path, "--name", "fashion"])
+        let deployOutput = try fleet.fleetctl(["deploy", "model", "v2", "--json"])
+        #expect(deployOutput.contains("\"sequence\" : 2"))
+        try await eventually("a and b run v2") {
+            let devices = try await fleet.devices()
+            return devices.filter { $0.name != "c" }.allSatisfy { $0.activeModel?.version == "v2" }
+        }
+        #expect(try await fleet.device(named: "c")?.activeModel?.version == "v1")
+        try fleet.startAgent("c", token: nil)
+        try await eventually("c converges to v2 after restart") {
+            try await fleet.device(named: "c")?.activeModel?.version == "v2"
+        }
+
+        // v3 whose blob is tampered on the controller's disk: refused by every agent, reported.
+        var tamperedModel = try ModelReader.read(contentsOf: sampleModels.appendingPathComponent("bnn-cnn.bnn"))
+        tamperedModel.metadata.description = "same network, different bytes"
+        let v3 = try await fleet.admin.send("POST", "/api/v1/models?name=fashion", body: try ModelWriter.data(for: tamperedModel),
+                                            contentType: "application/octet-stream")
+        let v3Info = try FleetJSON.decoder.decode(ModelVersionInfo.self, from: v3.0)
+        let blob = fleet.controllerDataDirectory.appendingPathComponent("blobs/\(v3Info.sha256)")
+        var bytes = try Data(contentsOf: blob)
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: blob)
+        try fleet.fleetctl(["deploy", "model", "v3"])
+        try await eventually("every agent reports the tampered v3 as failed") {
+            let deployments = try await fleet.admin.json("GET", "/api/v1/deployments", as: [DeploymentInfo].self)
+            return deployments.first { $0.version == "v3" }?.counts["failed"] == 3
+        }
+        let failed = try await fleet.admin.json("GET", "/api/v1/deployments/3", as: DeploymentInfo.self)
+        #expect(failed.devices?.allSatisfy { $0.reason?.contains("sha256") == true } == true, "\(String(describing: failed.devices))")
+        #expect(try await fleet.devices().allSatisfy { $0.activeModel?.version == "v2" }, "the running model must stay")
+        let stillServing = try await local.send("POST", "/v1/infer", body: images[0], contentType: "application/octet-stream")
+        #expect(try FleetJSON.decoder.decode(InferenceResponse.self, from: stillServing.0).version == "v2")
+
+        // A manifest signed by another key, and a replay of the old v1 manifest, pushed
+        // straight to agent a: both refused (409) and reported as device events.
+        let forger = ManifestSigner(privateKey: Curve25519.Signing.PrivateKey())
+        let identity = try await deviceClientA.json("GET", "/api/v1/health", as: [String: String].self)
+        let forged = try forger.sign(DeploymentManifest(fleetID: identity["fleetID"]!, deviceID: deviceA, sequence: 99, model: "fashion",
+                                                        version: "evil", sha256: v3Info.sha256, size: v3Info.size, issuedAt: Date(),
+                                                        blobPath: "/api/v1/blobs/\(v3Info.sha256)"))
+        for (manifest, expected) in [(forged, "signature"), (manifestV1, "not newer")] {
+            let (_, response) = try await local.send("POST", "/v1/push", body: try FleetJSON.encoder.encode(manifest), acceptStatuses: [409])
+            #expect(response.statusCode == 409)
+            try await eventually("agent a reports the refused manifest (\(expected))") {
+                let events = try await fleet.admin.json("GET", "/api/v1/devices/\(deviceA)/events", as: [DeviceEvent].self)
+                return events.contains { $0.kind == "manifest_refused" && $0.message.contains(expected) }
+            }
+        }
+        #expect(try await fleet.device(named: "a")?.activeModel?.version == "v2")
+
+        // The controller restarts on the same data and port and has lost nothing.
+        let before = (try await fleet.admin.json("GET", "/api/v1/models", as: [ModelVersionInfo].self),
+                      try await fleet.admin.json("GET", "/api/v1/deployments", as: [DeploymentInfo].self))
+        let port = fleet.controllerPort
+        fleet.controller!.stop()
+        try fleet.startController(port: port)
+        let after = (try await fleet.admin.json("GET", "/api/v1/models", as: [ModelVersionInfo].self),
+                     try await fleet.admin.json("GET", "/api/v1/deployments", as: [DeploymentInfo].self))
+        #expect(after.0 == before.0)
+        #expect(after.1.map(\.sequence) == before.1.map(\.sequence))
+        #expect(try await fleet.admin.json("GET", "/api/v1/metrics?since=3600&model=fashion", as: MetricsSummary.self)
+            .entries.first { $0.version == "v1" }?.inferences == 20)
+        let restartedAt = Date()
+        try await eventually("agents heartbeat to the restarted controller") {
+            try await fleet.devices().allSatisfy { ($0.lastSeen ?? .distantPast) > restartedAt && $0.status == "online" }
+        }
+    }
+}

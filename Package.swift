@@ -74,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "fleet-agent",
             dependencies: [
-                "FleetAgent", "FleetKit",
+                "FleetAgent", "FleetKit", "BitEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BitEngine
 import FleetAgent
 import FleetKit
 import Foundation
@@ -91,13 +92,27 @@ struct Run: AsyncParsableCommand {
 struct Infer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify files with the active model, through the local agent (so aggregates count them).",
-        discussion: "Files: .npy, PGM images or raw float32 tensors in the model's input layout."
+        discussion: """
+        Files: .npy, PGM images or raw float32 tensors in the model's input layout. --idx \
+        sends images from an IDX file (e.g. Fashion-MNIST's test set) as PGM images.
+
+        Examples:
+          fleet-agent infer --data-dir /var/lib/bitfleet-agent shoe.pgm
+          fleet-agent infer --idx /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --limit 200
+        """
     )
 
     @Option(help: "The agent's data directory (to find its local address).")
     var dataDir: String = ProcessInfo.processInfo.environment["BITFLEET_AGENT_DATA_DIR"] ?? "/var/lib/bitfleet-agent"
     @Flag(help: "Print JSON lines.") var json = false
-    @Argument(help: "Input files.") var files: [String]
+    @Option(help: "IDX image file (plain or .gz) to send image by image.") var idx: String?
+    @Option(help: "With --idx: how many images.") var limit = 100
+    @Option(help: "With --idx: index of the first image.") var offset = 0
+    @Argument(help: "Input files.") var files: [String] = []
+
+    func validate() throws {
+        guard !files.isEmpty || idx != nil else { throw ValidationError("give input files or --idx") }
+    }
 
     func run() async throws {
         guard let address = try? String(contentsOfFile: URL(fileURLWithPath: dataDir).appendingPathComponent("agent.url").path, encoding: .utf8),
@@ -106,8 +121,17 @@ struct Infer: AsyncParsableCommand {
         }
         let client = FleetHTTPClient(baseURL: url, token: nil, timeout: 30)
         var failures = 0
-        for file in files {
-            guard let body = FileManager.default.contents(atPath: file) else {
+        var inputs: [(String, Data?)] = files.map { ($0, FileManager.default.contents(atPath: $0)) }
+        if let idx {
+            let images = try IDXFile(contentsOf: URL(fileURLWithPath: idx))
+            guard images.dimensions.count == 3 else { throw ValidationError("\(idx) is not an IDX image file") }
+            for index in offset..<min(images.count, offset + limit) {
+                let pgm = PGMImage(width: images.dimensions[2], height: images.dimensions[1], pixels: images.item(index).map(Int.init))
+                inputs.append(("\(URL(fileURLWithPath: idx).lastPathComponent)#\(index)", pgm.data))
+            }
+        }
+        for (file, contents) in inputs {
+            guard let body = contents else {
                 print("\(file): cannot read")
                 failures += 1
                 continue

@@ -18,6 +18,8 @@ public struct AgentConfiguration: Sendable {
     /// Most windows kept while offline; older ones are merged, never dropped.
     public var maxBufferedWindows: Int
     public var threads: Int
+    /// Largest model this device accepts (its storage budget); larger ones fail to install.
+    public var maxModelBytes: Int = 512 << 20
 
     public init(dataDirectory: URL, controllerURL: URL, enrollToken: String? = nil, name: String, labels: [String: String] = [:],
                 host: String = "127.0.0.1", port: Int = 7070, advertisedURL: String? = nil, heartbeatInterval: Double? = nil,

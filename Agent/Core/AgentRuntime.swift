@@ -170,6 +170,9 @@ public actor AgentRuntime {
         logger.info("installing \(manifest.model) \(manifest.version) (sequence \(manifest.sequence))")
         let target = files.modelURL(sha256: installed.sha256)
         do {
+            guard manifest.size <= configuration.maxModelBytes else {
+                throw InstallError(description: "the model needs \(manifest.size) bytes, this device accepts at most \(configuration.maxModelBytes)")
+            }
             if !FileManager.default.fileExists(atPath: target.path) || (try? FileDigest.sha256Hex(of: target)) != installed.sha256 {
                 await report(manifest.sequence, .downloading)
                 let downloader = BlobDownloader(client: controller, files: files)
@@ -198,6 +201,8 @@ public actor AgentRuntime {
             await report(manifest.sequence, .failed, reason)
         }
     }
+
+    struct InstallError: Error, CustomStringConvertible { var description: String }
 
     /// rename(2) after fsync: the model file appears complete or not at all.
     static func atomicMove(_ source: URL, to destination: URL) throws {

@@ -44,6 +44,8 @@ struct Run: AsyncParsableCommand {
     var maxBufferedWindows = 1000
     @Option(help: "Inference threads.")
     var threads = 1
+    @Option(help: "Largest model (bytes) this device accepts; larger ones fail to install.")
+    var maxModelBytes = 512 << 20
     @Option(help: "Log level (trace ... error).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -66,7 +68,9 @@ struct Run: AsyncParsableCommand {
             dataDirectory: URL(fileURLWithPath: dataDir), controllerURL: controllerURL, enrollToken: enrollToken, name: name,
             labels: labels, host: String(listen[..<colon]), port: port, advertisedURL: advertise, heartbeatInterval: heartbeatInterval,
             aggregateWindow: aggregateWindow, maxBufferedWindows: maxBufferedWindows, threads: threads)
-        let runtime = try AgentRuntime(configuration: configuration, logger: logger)
+        var limited = configuration
+        limited.maxModelBytes = maxModelBytes
+        let runtime = try AgentRuntime(configuration: limited, logger: logger)
         await runtime.loadInstalledModel()
         let advertised = advertise
         let directory = dataDir
@@ -86,6 +90,7 @@ struct Run: AsyncParsableCommand {
             group.cancelAll()
         }
         await runtime.persistAggregates()
+        _ = configuration
     }
 }
 

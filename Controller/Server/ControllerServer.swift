@@ -84,6 +84,7 @@ public enum ControllerServer {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.runService() }
             group.addTask { await pushes.run() }
+            group.addTask { await routes.rollouts.run() }
             try await group.next()
             group.cancelAll()
         }

@@ -185,26 +185,32 @@ struct FleetService: Sendable {
 
     // MARK: Deployments
 
-    func deploy(_ request: DeploymentRequest, createdBy: String) async throws -> DeploymentInfo {
-        let model = try await resolveModel(name: request.model, version: request.version)
+    /// Devices a target selects: listed ids (all must exist), narrowed by labels; never revoked ones.
+    func targetDevices(_ target: DeploymentTarget) async throws -> [DeviceRecord] {
         let devices = try await store.devices().filter { !$0.revoked }
         var targets: [DeviceRecord]
-        if !request.target.devices.isEmpty {
+        if !target.devices.isEmpty {
             let known = Dictionary(devices.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-            let missing = request.target.devices.filter { known[$0] == nil }
+            let missing = target.devices.filter { known[$0] == nil }
             guard missing.isEmpty else {
                 throw APIError(.badRequest, "unknown_device", "unknown or revoked devices: \(missing.joined(separator: ", "))")
             }
-            targets = request.target.devices.compactMap { known[$0] }
+            targets = target.devices.compactMap { known[$0] }
         } else {
             targets = devices
         }
-        if !request.target.labels.isEmpty {
-            targets = targets.filter { device in request.target.labels.allSatisfy { device.labels[$0.key] == $0.value } }
+        if !target.labels.isEmpty {
+            targets = targets.filter { device in target.labels.allSatisfy { device.labels[$0.key] == $0.value } }
         }
         guard !targets.isEmpty else {
             throw APIError(.badRequest, "no_devices", "the target matches no enrolled device")
         }
+        return targets
+    }
+
+    func deploy(_ request: DeploymentRequest, createdBy: String) async throws -> DeploymentInfo {
+        let model = try await resolveModel(name: request.model, version: request.version)
+        let targets = try await targetDevices(request.target)
         let deployment = try await store.createDeployment(modelID: model.id!, target: request.target, deviceIDs: targets.map(\.id),
                                                           createdBy: createdBy, now: clock())
         return try await deploymentInfo(deployment, includeDevices: true)

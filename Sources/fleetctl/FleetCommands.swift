@@ -110,12 +110,15 @@ struct DeployModelCommand: AsyncParsableCommand {
         discussion: """
         Every targeted device gets a signed manifest (pushed at once, or in its next \
         heartbeat reply if it is offline). --wait shows progress until every device is active \
-        or failed.
+        or failed. With --stages the deployment is a staged rollout (docs/ROLLOUTS.md): \
+        canaries first, each stage advancing after --soak when its success share is met, \
+        halting when more than --max-failures of the finished devices failed.
 
         Examples:
           fleetctl deploy model v3                       # the only model, all devices
           fleetctl deploy model v3 --name fashion-cnn --label site=berlin
           fleetctl deploy model v2 --device dev_abc --device dev_def --wait
+          fleetctl deploy model v3 --stages 5%,25%,100% --soak 10m --max-failures 5% --min-devices 3 --auto-rollback
         """
     )
 
@@ -126,9 +129,25 @@ struct DeployModelCommand: AsyncParsableCommand {
     @Option(help: "Only these device ids (repeatable).") var device: [String] = []
     @Flag(help: "Wait until every targeted device is active or failed.") var wait = false
     @Option(help: "Give up waiting after this long.") var timeout = "10m"
+    @Option(help: "Staged rollout: cumulative percentages, e.g. 5%,25%,100%.") var stages: String?
+    @Option(help: "Rollout: time each stage must run before the next starts.") var soak = "0s"
+    @Option(help: "Rollout: halt when more than this share of finished devices failed.") var maxFailures = "5%"
+    @Option(help: "Rollout: devices that must finish before the failure share counts.") var minDevices = 3
+    @Flag(help: "Rollout: roll back automatically when halted.") var autoRollback = false
 
     func run() async throws {
         let client = try options.client()
+        if let stages {
+            let request = RolloutRequest(model: name, version: version, target: DeploymentTarget(labels: try parseLabels(label), devices: device),
+                                         stages: try RolloutPlan.parseStages(stages), soakSeconds: soak == "0s" ? 0 : try parseDuration(soak),
+                                         maxFailureFraction: try parsePercent(maxFailures), minDevices: minDevices, autoRollback: autoRollback)
+            let rollout = try await callController { try await client.json("POST", "/api/v1/rollouts", body: request, as: RolloutInfo.self) }
+            try options.emit(rollout) {
+                print("rollout \(rollout.id): \(rollout.model) \(rollout.version) in stages \(rollout.stages.map { "\(Int($0.percent))%" }.joined(separator: ", ")), sequence \(rollout.sequence)")
+                print("follow it with: fleetctl rollout show \(rollout.id) --watch")
+            }
+            return
+        }
         let request = DeploymentRequest(model: name, version: version, target: DeploymentTarget(labels: try parseLabels(label), devices: device))
         var info = try await callController { try await client.json("POST", "/api/v1/deployments", body: request, as: DeploymentInfo.self) }
         if !options.json {
@@ -307,4 +326,11 @@ struct MetricsCommand: AsyncParsableCommand {
             }))
         }
     }
+}
+
+func parsePercent(_ text: String) throws -> Double {
+    guard let value = Double(text.replacingOccurrences(of: "%", with: "")), (0...100).contains(value) else {
+        throw ValidationError("'\(text)' is not a percentage like 5%")
+    }
+    return value / 100
 }

@@ -16,7 +16,7 @@ struct Fleetctl: AsyncParsableCommand {
           fleetctl model inspect Models/fashion-mnist/bnn-cnn.bnn
           fleetctl model bench model.bnn --threads 2 --runs 50 --json
         """,
-        subcommands: [ModelCommand.self, DeployCommand.self, DevicesCommand.self, DeviceCommand.self, EnrollTokenCommand.self,
+        subcommands: [ModelCommand.self, DeployCommand.self, RolloutCommand.self, DevicesCommand.self, DeviceCommand.self, EnrollTokenCommand.self,
                       StatusCommand.self, MetricsCommand.self]
     )
 }

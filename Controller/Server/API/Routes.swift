@@ -20,6 +20,7 @@ struct RouteSpec: Sendable {
 struct ControllerRoutes: Sendable {
     let service: FleetService
     let pushes: PushService
+    var rollouts: RolloutService { RolloutService(service: service, logger: pushes.logger) }
 
     var specs: [RouteSpec] {
         [
@@ -34,6 +35,10 @@ struct ControllerRoutes: Sendable {
             RouteSpec(method: .post, path: "/api/v1/deployments", access: .admin, summary: "deploy a model version to a target", handler: deploy),
             RouteSpec(method: .get, path: "/api/v1/deployments", access: .admin, summary: "list deployments with per-state counts", handler: listDeployments),
             RouteSpec(method: .get, path: "/api/v1/deployments/:id", access: .admin, summary: "one deployment with per-device states", handler: showDeployment),
+            RouteSpec(method: .post, path: "/api/v1/rollouts", access: .admin, summary: "start a staged rollout", handler: startRollout),
+            RouteSpec(method: .get, path: "/api/v1/rollouts", access: .admin, summary: "list rollouts", handler: listRollouts),
+            RouteSpec(method: .get, path: "/api/v1/rollouts/:id", access: .admin, summary: "one rollout with per-stage counters", handler: showRollout),
+            RouteSpec(method: .post, path: "/api/v1/rollouts/:id/:action", access: .admin, summary: "pause, resume, abort or rollback", handler: rolloutAction),
             RouteSpec(method: .get, path: "/api/v1/status", access: .admin, summary: "fleet summary", handler: status),
             RouteSpec(method: .get, path: "/api/v1/metrics", access: .admin, summary: "aggregate inference metrics (query: since seconds, model)", handler: metrics),
             RouteSpec(method: .post, path: "/api/v1/enroll", access: .enrollment, summary: "enroll a device with an enrollment token", handler: enroll),
@@ -129,6 +134,35 @@ struct ControllerRoutes: Sendable {
             throw APIError(.notFound, "unknown_deployment", "no deployment \(id)")
         }
         return try JSONResponse.make(try await service.deploymentInfo(deployment, includeDevices: true))
+    }
+
+    func startRollout(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let body = try await request.decode(as: RolloutRequest.self, context: context)
+        let info = try await rollouts.start(body, createdBy: context.caller?.auditName ?? "?")
+        return try JSONResponse.make(info, status: .created)
+    }
+
+    func listRollouts(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        var infos: [RolloutInfo] = []
+        for rollout in try await service.store.rollouts().prefix(100) { infos.append(try await rollouts.info(rollout)) }
+        return try JSONResponse.make(infos)
+    }
+
+    func showRollout(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id", as: Int64.self)
+        guard let rollout = try await service.store.rollout(id: id) else { throw APIError(.notFound, "unknown_rollout", "no rollout \(id)") }
+        return try JSONResponse.make(try await rollouts.info(rollout))
+    }
+
+    func rolloutAction(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id", as: Int64.self)
+        switch try context.parameters.require("action") {
+        case "pause": return try JSONResponse.make(try await rollouts.pause(id))
+        case "resume": return try JSONResponse.make(try await rollouts.resume(id))
+        case "abort": return try JSONResponse.make(try await rollouts.abort(id))
+        case "rollback": return try JSONResponse.make(try await rollouts.rollBack(id))
+        case let other: throw APIError(.notFound, "unknown_action", "'\(other)' is not pause, resume, abort or rollback")
+        }
     }
 
     func status(_ request: Request, _ context: FleetRequestContext) async throws -> Response {

@@ -26,6 +26,13 @@ protocol FleetStore: Sendable {
     /// Creates a deployment with the next fleet-wide sequence for `deviceIDs`, making it
     /// their desired deployment, with a pending push per device.
     func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date) async throws -> DeploymentRecord
+    /// Adds devices to an existing deployment (a rollout's next stage).
+    func extendDeployment(id: Int64, deviceIDs: [String], now: Date) async throws
+    func insertRollout(_ rollout: RolloutRecord) async throws -> RolloutRecord
+    func rollouts() async throws -> [RolloutRecord]
+    func rollout(id: Int64) async throws -> RolloutRecord?
+    func updateRollout(_ rollout: RolloutRecord) async throws
+
     func deployments() async throws -> [DeploymentRecord]
     func deployment(id: Int64) async throws -> DeploymentRecord?
     func deviceDeployments(deploymentID: Int64) async throws -> [DeviceDeploymentRecord]

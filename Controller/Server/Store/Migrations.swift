@@ -87,6 +87,27 @@ enum Migrations {
             }
             try db.create(index: "deviceEvent_device", on: "deviceEvent", columns: ["deviceID", "at"])
         }
+        migrator.registerMigration("v3: staged rollouts") { db in
+            try db.create(table: "rollout") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("deploymentID", .integer).notNull().references("deployment")
+                t.column("stagesJSON", .text).notNull()
+                t.column("targetDevicesJSON", .text).notNull()
+                t.column("currentStage", .integer).notNull()
+                t.column("state", .text).notNull()
+                t.column("reason", .text)
+                t.column("soakSeconds", .double).notNull()
+                t.column("maxFailureFraction", .double).notNull()
+                t.column("minDevices", .integer).notNull()
+                t.column("autoRollback", .boolean).notNull()
+                t.column("previousModelID", .integer).references("model")
+                t.column("rollbackDeploymentID", .integer).references("deployment")
+                t.column("stageStartedAt", .datetime).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("updatedAt", .datetime).notNull()
+                t.column("createdBy", .text).notNull()
+            }
+        }
         return migrator
     }
 }

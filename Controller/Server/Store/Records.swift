@@ -89,6 +89,34 @@ struct DeviceEventRecord: Codable, Sendable, FetchableRecord, MutablePersistable
     var message: String
 }
 
+/// A staged rollout: a deployment whose devices are added stage by stage. Its progress is
+/// this row, so a restarted controller (or another replica) continues where it was.
+struct RolloutRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+    static let databaseTableName = "rollout"
+    var id: Int64?
+    var deploymentID: Int64
+    var stagesJSON: String
+    var targetDevicesJSON: String
+    var currentStage: Int
+    var state: String
+    var reason: String?
+    var soakSeconds: Double
+    var maxFailureFraction: Double
+    var minDevices: Int
+    var autoRollback: Bool
+    var previousModelID: Int64?
+    var rollbackDeploymentID: Int64?
+    var stageStartedAt: Date
+    var createdAt: Date
+    var updatedAt: Date
+    var createdBy: String
+
+    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    var stages: [Double] { (try? JSONDecoder().decode([Double].self, from: Data(stagesJSON.utf8))) ?? [100] }
+    var targetDevices: [String] { (try? JSONDecoder().decode([String].self, from: Data(targetDevicesJSON.utf8))) ?? [] }
+}
+
 struct MetricWindowRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "metricWindow"
     var deviceID: String

@@ -129,6 +129,37 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
+    func extendDeployment(id: Int64, deviceIDs: [String], now: Date) async throws {
+        try await database.write { db in
+            for deviceID in deviceIDs {
+                if try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": id, "deviceID": deviceID]) != nil { continue }
+                try DeviceDeploymentRecord(deploymentID: id, deviceID: deviceID, state: DeploymentState.pending.rawValue, reason: nil,
+                                           updatedAt: now, pushAttempts: 0, nextPushAt: now).insert(db)
+                try db.execute(sql: "UPDATE device SET desiredDeploymentID = ? WHERE id = ?", arguments: [id, deviceID])
+            }
+        }
+    }
+
+    func insertRollout(_ rollout: RolloutRecord) async throws -> RolloutRecord {
+        try await database.write { db in
+            var record = rollout
+            try record.insert(db)
+            return record
+        }
+    }
+
+    func rollouts() async throws -> [RolloutRecord] {
+        try await database.read { db in try RolloutRecord.order(Column("id").desc).fetchAll(db) }
+    }
+
+    func rollout(id: Int64) async throws -> RolloutRecord? {
+        try await database.read { db in try RolloutRecord.fetchOne(db, key: id) }
+    }
+
+    func updateRollout(_ rollout: RolloutRecord) async throws {
+        try await database.write { db in try rollout.update(db) }
+    }
+
     func deployments() async throws -> [DeploymentRecord] {
         try await database.read { db in try DeploymentRecord.order(Column("sequence").desc).fetchAll(db) }
     }

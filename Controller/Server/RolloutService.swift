@@ -1,0 +1,181 @@
+import FleetKit
+import Foundation
+import Logging
+
+/// Staged rollouts: canary stages chosen by a stable hash of the device id, advanced when a
+/// stage's success share is met and its soak time has passed, halted when its failure
+/// share exceeds the threshold once enough devices have finished, rolled back (a new,
+/// higher-sequence deployment of the previous version) on request or automatically.
+/// All progress lives in the database; `tick` can run on any controller replica.
+struct RolloutService: Sendable {
+    let service: FleetService
+    let logger: Logger
+
+    var store: any FleetStore { service.store }
+
+    func start(_ request: RolloutRequest, createdBy: String) async throws -> RolloutInfo {
+        guard !request.stages.isEmpty, request.stages.last == 100,
+              zip(request.stages, request.stages.dropFirst()).allSatisfy({ $0 < $1 }), request.stages.allSatisfy({ $0 > 0 }) else {
+            throw APIError(.badRequest, "invalid_stages", "stages must be increasing percentages ending at 100")
+        }
+        guard (0...1).contains(request.maxFailureFraction), request.minDevices >= 1, request.soakSeconds >= 0 else {
+            throw APIError(.badRequest, "invalid_thresholds", "maxFailureFraction must be in 0...1, minDevices >= 1, soakSeconds >= 0")
+        }
+        let model = try await service.resolveModel(name: request.model, version: request.version)
+        let targets = try await service.targetDevices(request.target)
+        let previous = try await store.deployments().first.map(\.modelID)
+        let firstStage = targets.filter { RolloutPlan.stage(of: $0.id, stages: request.stages) == 0 }.map(\.id)
+        let now = service.clock()
+        let deployment = try await store.createDeployment(modelID: model.id!, target: request.target, deviceIDs: firstStage,
+                                                          createdBy: createdBy, now: now)
+        let encoder = FleetJSON.encoder
+        let rollout = try await store.insertRollout(RolloutRecord(
+            id: nil, deploymentID: deployment.id!, stagesJSON: String(decoding: try encoder.encode(request.stages), as: UTF8.self),
+            targetDevicesJSON: String(decoding: try encoder.encode(targets.map(\.id)), as: UTF8.self), currentStage: 0,
+            state: RolloutState.running.rawValue, reason: nil, soakSeconds: request.soakSeconds,
+            maxFailureFraction: request.maxFailureFraction, minDevices: request.minDevices, autoRollback: request.autoRollback,
+            previousModelID: previous == model.id ? nil : previous, rollbackDeploymentID: nil, stageStartedAt: now,
+            createdAt: now, updatedAt: now, createdBy: createdBy))
+        return try await info(rollout)
+    }
+
+    /// One evaluation of every running rollout.
+    func tick() async throws {
+        for rollout in try await store.rollouts() where rollout.state == RolloutState.running.rawValue {
+            try await evaluate(rollout)
+        }
+    }
+
+    func run() async {
+        while !Task.isCancelled {
+            do {
+                try await tick()
+            } catch {
+                logger.error("rollout evaluation: \(error)")
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    private func evaluate(_ record: RolloutRecord) async throws {
+        var rollout = record
+        let stages = rollout.stages
+        let rows = Dictionary(try await store.deviceDeployments(deploymentID: rollout.deploymentID).map { ($0.deviceID, $0) },
+                              uniquingKeysWith: { first, _ in first })
+        let now = service.clock()
+        let stageDevices = rollout.targetDevices.filter { RolloutPlan.stage(of: $0, stages: stages) <= rollout.currentStage }
+        let states = stageDevices.map { rows[$0]?.state ?? DeploymentState.pending.rawValue }
+        let failed = states.filter { $0 == DeploymentState.failed.rawValue }.count
+        let active = states.filter { $0 == DeploymentState.active.rawValue }.count
+        let finished = failed + active
+        let needed = min(rollout.minDevices, stageDevices.count)
+        if finished > 0, finished >= needed, Double(failed) / Double(finished) > rollout.maxFailureFraction {
+            rollout.state = RolloutState.halted.rawValue
+            rollout.reason = "stage \(rollout.currentStage + 1) (\(Int(stages[rollout.currentStage]))%): \(failed) of \(finished) finished devices failed, above the \(Int(rollout.maxFailureFraction * 100))% threshold"
+            rollout.updatedAt = now
+            try await store.updateRollout(rollout)
+            logger.warning("rollout \(rollout.id!) halted: \(rollout.reason!)")
+            if rollout.autoRollback { _ = try await rollBack(rollout, reason: "automatic rollback after halt") }
+            return
+        }
+        let successShare = stageDevices.isEmpty ? 1 : Double(active) / Double(stageDevices.count)
+        let soaked = now.timeIntervalSince(rollout.stageStartedAt) >= rollout.soakSeconds
+        guard successShare >= 1 - rollout.maxFailureFraction, soaked else { return }
+        if rollout.currentStage + 1 >= stages.count {
+            rollout.state = RolloutState.completed.rawValue
+            rollout.reason = nil
+        } else {
+            rollout.currentStage += 1
+            rollout.stageStartedAt = now
+            let next = rollout.targetDevices.filter { RolloutPlan.stage(of: $0, stages: stages) == rollout.currentStage }
+            try await store.extendDeployment(id: rollout.deploymentID, deviceIDs: next, now: now)
+            logger.info("rollout \(rollout.id!) advanced to stage \(rollout.currentStage + 1) (\(next.count) more devices)")
+        }
+        rollout.updatedAt = now
+        try await store.updateRollout(rollout)
+    }
+
+    func pause(_ id: Int64) async throws -> RolloutInfo { try await transition(id, from: [.running], to: .paused) }
+    func resume(_ id: Int64) async throws -> RolloutInfo { try await transition(id, from: [.paused, .halted], to: .running) }
+    func abort(_ id: Int64) async throws -> RolloutInfo { try await transition(id, from: [.running, .paused, .halted], to: .aborted) }
+
+    private func transition(_ id: Int64, from: [RolloutState], to: RolloutState) async throws -> RolloutInfo {
+        guard var rollout = try await store.rollout(id: id) else { throw APIError(.notFound, "unknown_rollout", "no rollout \(id)") }
+        let current = RolloutState(rawValue: rollout.state) ?? .running
+        guard from.contains(current) else {
+            throw APIError(.conflict, "invalid_transition", "rollout \(id) is \(current.rawValue); cannot become \(to.rawValue)")
+        }
+        rollout.state = to.rawValue
+        if to == .running { rollout.stageStartedAt = service.clock(); rollout.reason = nil }
+        rollout.updatedAt = service.clock()
+        try await store.updateRollout(rollout)
+        return try await info(rollout)
+    }
+
+    /// Deploys the previous version (new manifest, higher sequence) to every device the
+    /// rollout reached.
+    func rollBack(_ record: RolloutRecord, reason: String) async throws -> RolloutInfo {
+        var rollout = record
+        guard rollout.state != RolloutState.rolledBack.rawValue else {
+            throw APIError(.conflict, "invalid_transition", "rollout \(rollout.id!) is already rolled back")
+        }
+        guard let previous = rollout.previousModelID else {
+            throw APIError(.conflict, "no_previous_version", "there is no earlier version to roll back to")
+        }
+        let reached = try await store.deviceDeployments(deploymentID: rollout.deploymentID).map(\.deviceID)
+        if !reached.isEmpty {
+            let deployment = try await store.createDeployment(modelID: previous, target: DeploymentTarget(devices: reached),
+                                                              deviceIDs: reached, createdBy: "rollout \(rollout.id!)", now: service.clock())
+            rollout.rollbackDeploymentID = deployment.id
+        }
+        rollout.state = RolloutState.rolledBack.rawValue
+        rollout.reason = [rollout.reason, reason].compactMap { $0 }.joined(separator: "; ")
+        rollout.updatedAt = service.clock()
+        try await store.updateRollout(rollout)
+        logger.warning("rollout \(rollout.id!) rolled back: \(reason)")
+        return try await info(rollout)
+    }
+
+    func rollBack(_ id: Int64) async throws -> RolloutInfo {
+        guard let rollout = try await store.rollout(id: id) else { throw APIError(.notFound, "unknown_rollout", "no rollout \(id)") }
+        return try await rollBack(rollout, reason: "rolled back by an operator")
+    }
+
+    func info(_ rollout: RolloutRecord) async throws -> RolloutInfo {
+        guard let deployment = try await store.deployment(id: rollout.deploymentID) else {
+            throw APIError(.internalServerError, "internal", "rollout \(rollout.id!) lost its deployment")
+        }
+        let model = try await store.model(id: deployment.modelID)
+        let previous = try await rollout.previousModelID.asyncMap { try await store.model(id: $0) } ?? nil
+        let rows = Dictionary(try await store.deviceDeployments(deploymentID: rollout.deploymentID).map { ($0.deviceID, $0) },
+                              uniquingKeysWith: { first, _ in first })
+        let names = Dictionary(try await store.devices().map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        let stages = rollout.stages
+        var stageInfos: [RolloutStageInfo] = stages.map { RolloutStageInfo(percent: $0, devices: 0, counts: [:], startedAt: nil) }
+        for device in rollout.targetDevices {
+            let stage = RolloutPlan.stage(of: device, stages: stages)
+            stageInfos[stage].devices += 1
+            stageInfos[stage].counts[rows[device]?.state ?? "waiting", default: 0] += 1
+        }
+        if rollout.currentStage < stageInfos.count { stageInfos[rollout.currentStage].startedAt = rollout.stageStartedAt }
+        let failures = rows.values.filter { $0.state == DeploymentState.failed.rawValue }.sorted { $0.deviceID < $1.deviceID }.map {
+            DeviceDeploymentInfo(deviceID: $0.deviceID, deviceName: names[$0.deviceID] ?? "", state: .failed, reason: $0.reason,
+                                 updatedAt: $0.updatedAt, pushAttempts: $0.pushAttempts)
+        }
+        return RolloutInfo(id: rollout.id!, deploymentID: rollout.deploymentID, sequence: deployment.sequence, model: model?.name ?? "?",
+                           version: model?.version ?? "?", previousVersion: previous?.version, state: RolloutState(rawValue: rollout.state) ?? .running,
+                           reason: rollout.reason, currentStage: rollout.currentStage, stages: stageInfos, soakSeconds: rollout.soakSeconds,
+                           maxFailureFraction: rollout.maxFailureFraction, minDevices: rollout.minDevices, autoRollback: rollout.autoRollback,
+                           rollbackDeploymentID: rollout.rollbackDeploymentID, failures: failures, createdAt: rollout.createdAt,
+                           updatedAt: rollout.updatedAt)
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        switch self {
+        case .some(let value): return try await transform(value)
+        case .none: return nil
+        }
+    }
+}

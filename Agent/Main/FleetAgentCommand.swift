@@ -27,23 +27,23 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Controller URL (env FLEET_CONTROLLER).")
     var controller: String = ProcessInfo.processInfo.environment["FLEET_CONTROLLER"] ?? "http://127.0.0.1:8080"
     @Option(help: "One-time enrollment token (first start only; env BITFLEET_ENROLL_TOKEN).")
-    var enrollToken: String? = ProcessInfo.processInfo.environment["BITFLEET_ENROLL_TOKEN"]
-    @Option(help: "Listen address HOST:PORT for pushes and local inference; port 0 picks a free one.")
-    var listen = "127.0.0.1:7070"
-    @Option(help: "URL the controller pushes to (default: http://<listen address>).")
-    var advertise: String?
-    @Option(help: "Device name shown in the fleet (default: host name).")
-    var name: String = ProcessInfo.processInfo.hostName
-    @Option(help: "Label key=value (repeatable).")
-    var label: [String] = []
+    var enrollToken: String? = environment("BITFLEET_ENROLL_TOKEN")
+    @Option(help: "Listen address HOST:PORT for pushes and local inference; port 0 picks a free one (env BITFLEET_AGENT_LISTEN).")
+    var listen = environment("BITFLEET_AGENT_LISTEN") ?? "127.0.0.1:7070"
+    @Option(help: "URL the controller pushes to (default: http://<listen address>; env BITFLEET_AGENT_ADVERTISE).")
+    var advertise: String? = environment("BITFLEET_AGENT_ADVERTISE")
+    @Option(help: "Device name shown in the fleet (default: host name; env BITFLEET_AGENT_NAME).")
+    var name: String = environment("BITFLEET_AGENT_NAME") ?? ProcessInfo.processInfo.hostName
+    @Option(help: "Label key=value (repeatable; env BITFLEET_AGENT_LABELS, comma-separated).")
+    var label: [String] = environment("BITFLEET_AGENT_LABELS")?.split(separator: ",").map(String.init) ?? []
     @Option(help: "Heartbeat interval in seconds (default: what the controller says).")
     var heartbeatInterval: Double?
     @Option(help: "Aggregate window in seconds.")
     var aggregateWindow: Double = 60
     @Option(help: "Most aggregate windows buffered while offline (older ones merge).")
     var maxBufferedWindows = 1000
-    @Option(help: "Inference threads.")
-    var threads = 1
+    @Option(help: "Inference threads (env BITFLEET_AGENT_THREADS).")
+    var threads = environment("BITFLEET_AGENT_THREADS").flatMap(Int.init) ?? 1
     @Option(help: "Largest model (bytes) this device accepts; larger ones fail to install.")
     var maxModelBytes = 512 << 20
     @Option(help: "Log level (trace ... error).")
@@ -156,4 +156,10 @@ struct Infer: AsyncParsableCommand {
         }
         if failures > 0 { throw ExitCode(1) }
     }
+}
+
+/// A non-empty environment variable (systemd EnvironmentFile keys may be present but empty).
+func environment(_ key: String) -> String? {
+    guard let value = ProcessInfo.processInfo.environment[key], !value.isEmpty else { return nil }
+    return value
 }

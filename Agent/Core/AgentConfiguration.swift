@@ -20,6 +20,10 @@ public struct AgentConfiguration: Sendable {
     public var threads: Int
     /// Largest model this device accepts (its storage budget); larger ones fail to install.
     public var maxModelBytes: Int = 512 << 20
+    /// Seconds a newly activated model is on probation.
+    public var probationSeconds: Double = 60
+    /// Violations (failed inferences, latency over budget) that end a probation with a revert.
+    public var probationViolations: Int = 3
 
     public init(dataDirectory: URL, controllerURL: URL, enrollToken: String? = nil, name: String, labels: [String: String] = [:],
                 host: String = "127.0.0.1", port: Int = 7070, advertisedURL: String? = nil, heartbeatInterval: Double? = nil,

@@ -64,7 +64,20 @@ struct AgentState: Codable, Sendable {
     var pendingReports: [DeploymentReport] = []
     /// Events not yet sent, e.g. manifests refused (bad signature, replay, other device).
     var pendingEvents: [DeviceEvent] = []
+    /// Set while a newly activated model is on probation (see AgentRuntime.probation).
+    var probation: Probation?
     /// Last failed sequence and when, so a permanently broken deployment is retried slowly.
     var failedSequence: Int64?
     var failedAt: Date?
+}
+
+/// A newly activated model's trial period: if it misbehaves (inference failures, latency
+/// far above its budget, or the agent restarting repeatedly) before `until`, the agent
+/// returns to the previous slot by itself and reports why.
+struct Probation: Codable, Sendable {
+    var sequence: Int64
+    var until: Date
+    var starts: Int
+    var violations: Int
+    var lastViolation: String?
 }

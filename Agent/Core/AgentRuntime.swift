@@ -35,6 +35,16 @@ public actor AgentRuntime {
     /// Loads the active model (falling back to the previous slot if it is unusable), so an
     /// agent restarted at any point of an install runs a valid model.
     public func loadInstalledModel() {
+        // Starting again while a new model is on probation counts against it: an agent
+        // that keeps restarting with a new model goes back to the previous one.
+        if var probation = state.probation, Date() < probation.until {
+            probation.starts += 1
+            state.probation = probation
+            try? saveState()
+            if probation.starts >= 3 {
+                revertProbation(reason: "the agent restarted \(probation.starts) times during the new model's probation")
+            }
+        }
         for (slot, model) in [("active", state.active), ("previous", state.previous)] {
             guard let model else { continue }
             do {
@@ -99,6 +109,7 @@ public actor AgentRuntime {
                 logger.warning("heartbeat failed (working offline): \(error)")
             }
             try? aggregates.persist()
+            closeProbation()
             let interval = configuration.heartbeatInterval ?? heartbeatInterval
             let jittered = interval * Double.random(in: 0.9...1.1)
             try? await Task.sleep(for: .milliseconds(Int(jittered * 1000)))
@@ -187,6 +198,8 @@ public actor AgentRuntime {
             state.lastAcceptedSequence = manifest.sequence
             state.failedSequence = nil
             state.failedAt = nil
+            state.probation = state.previous == nil ? nil
+                : Probation(sequence: manifest.sequence, until: Date().addingTimeInterval(configuration.probationSeconds), starts: 0, violations: 0)
             try saveState()
             runner.activate(loaded)
             removeUnusedModels()
@@ -231,6 +244,11 @@ public actor AgentRuntime {
             let result = try runner.infer(body: body)
             aggregates.record(model: result.model.name, version: result.model.version, classes: result.scores.count,
                               predictedClass: result.topClass, latencyMs: result.latencyMs, confidence: result.confidence, now: now)
+            if let budget = runner.current?.session.model.metadata.properties["latency_budget_ms"].flatMap(Double.init),
+               result.latencyMs > budget * 10 {
+                let model = result.model
+                Task { await self.probationViolation(model, "latency \(String(format: "%.2f", result.latencyMs)) ms is more than 10x the budget of \(budget) ms") }
+            }
             return result
         } catch {
             if let current = runner.current {
@@ -238,6 +256,45 @@ public actor AgentRuntime {
                                   classes: current.session.outputElementCount, predictedClass: nil, latencyMs: 0, confidence: 0, now: now)
             }
             throw error
+        }
+    }
+
+    /// Counts a violation against a model on probation; reverts after too many.
+    func probationViolation(_ model: InstalledModel, _ reason: String) {
+        guard var probation = state.probation, probation.sequence == model.sequence, Date() < probation.until else { return }
+        probation.violations += 1
+        probation.lastViolation = reason
+        state.probation = probation
+        try? saveState()
+        if probation.violations >= configuration.probationViolations {
+            revertProbation(reason: "\(probation.violations) problems during probation, last: \(reason)")
+        }
+    }
+
+    /// Returns to the previous slot and reports the new model as failed.
+    func revertProbation(reason: String) {
+        guard let probation = state.probation, let previous = state.previous else { return }
+        do {
+            let loaded = try runner.prepare(previous, file: files.modelURL(sha256: previous.sha256))
+            let failed = state.active
+            state.active = previous
+            state.previous = nil
+            state.probation = nil
+            try saveState()
+            runner.activate(loaded)
+            logger.warning("reverted from \(failed?.name ?? "?") \(failed?.version ?? "?") to \(previous.name) \(previous.version): \(reason)")
+            let sequence = probation.sequence
+            Task { await self.report(sequence, .failed, "reverted to \(previous.version) by the device: \(reason)") }
+        } catch {
+            logger.error("cannot revert to the previous model: \(error)")
+        }
+    }
+
+    /// Ends a probation that passed its window without trouble.
+    func closeProbation() {
+        if let probation = state.probation, Date() >= probation.until {
+            state.probation = nil
+            try? saveState()
         }
     }
 

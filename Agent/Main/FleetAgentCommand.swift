@@ -46,6 +46,8 @@ struct Run: AsyncParsableCommand {
     var threads = environment("BITFLEET_AGENT_THREADS").flatMap(Int.init) ?? 1
     @Option(help: "Largest model (bytes) this device accepts; larger ones fail to install.")
     var maxModelBytes = 512 << 20
+    @Option(help: "Seconds a newly activated model is on probation (reverted if it misbehaves).")
+    var probation: Double = 60
     @Option(help: "Log level (trace ... error).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -70,6 +72,7 @@ struct Run: AsyncParsableCommand {
             aggregateWindow: aggregateWindow, maxBufferedWindows: maxBufferedWindows, threads: threads)
         var limited = configuration
         limited.maxModelBytes = maxModelBytes
+        limited.probationSeconds = probation
         let runtime = try AgentRuntime(configuration: limited, logger: logger)
         await runtime.loadInstalledModel()
         let advertised = advertise

@@ -136,4 +136,33 @@ struct EndToEndTests {
             try await fleet.devices().allSatisfy { ($0.lastSeen ?? .distantPast) > restartedAt && $0.status == "online" }
         }
     }
+
+    /// A model that is far slower on the device than its metadata's latency budget is
+    /// reverted by the agent during probation, which reports why.
+    @Test("a misbehaving model is reverted to the previous slot during probation")
+    func probationRevert() async throws {
+        let fleet = try TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startController()
+        try fleet.startAgent("p", token: try await fleet.enrollmentToken(), extra: ["--probation", "120"])
+        try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-cnn.bnn").path, "--name", "fashion"])
+        try fleet.fleetctl(["deploy", "model", "v1", "--wait", "--timeout", "60s"])
+        var slow = try ModelReader.read(contentsOf: sampleModels.appendingPathComponent("bnn-cnn.bnn"))
+        slow.metadata.properties["latency_budget_ms"] = "0.00001"
+        _ = try await fleet.admin.send("POST", "/api/v1/models?name=fashion", body: try ModelWriter.data(for: slow), contentType: "application/octet-stream")
+        try fleet.fleetctl(["deploy", "model", "v2", "--wait", "--timeout", "60s"])
+        #expect(try await fleet.device(named: "p")?.activeModel?.version == "v2")
+        let local = FleetHTTPClient(baseURL: fleet.agentURLs["p"]!, token: nil)
+        for image in try fashionImages(count: 4) {
+            _ = try await local.send("POST", "/v1/infer", body: image, contentType: "application/octet-stream")
+        }
+        try await eventually("the agent reverts to v1 and reports v2 as failed") {
+            let device = try await fleet.device(named: "p")
+            return device?.activeModel?.version == "v1" && device?.deploymentState == .failed
+        }
+        let device = try #require(try await fleet.device(named: "p"))
+        #expect(device.deploymentReason?.contains("reverted to v1") == true, "\(device.deploymentReason ?? "")")
+        let (data, _) = try await local.send("POST", "/v1/infer", body: try fashionImages(count: 1)[0], contentType: "application/octet-stream")
+        #expect(try FleetJSON.decoder.decode(InferenceResponse.self, from: data).version == "v1")
+    }
 }

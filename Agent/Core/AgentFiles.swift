@@ -21,6 +21,7 @@ struct AgentFiles: Sendable {
     var identityURL: URL { root.appendingPathComponent("identity.json") }
     var stateURL: URL { root.appendingPathComponent("state.json") }
     var aggregatesURL: URL { root.appendingPathComponent("aggregates.json") }
+    var shadowStatsURL: URL { root.appendingPathComponent("shadow.json") }
     var listenURLFile: URL { root.appendingPathComponent("agent.url") }
     var models: URL { root.appendingPathComponent("models") }
     var downloads: URL { root.appendingPathComponent("downloads") }
@@ -59,6 +60,8 @@ struct InstalledModel: Codable, Sendable, Equatable {
 struct AgentState: Codable, Sendable {
     var active: InstalledModel?
     var previous: InstalledModel?
+    /// A model under shadow evaluation: run next to the active one, never served.
+    var shadow: InstalledModel?
     var lastAcceptedSequence: Int64 = 0
     /// Reports not yet acknowledged by the controller.
     var pendingReports: [DeploymentReport] = []

@@ -57,6 +57,9 @@ public actor AgentRuntime {
                     try? saveState()
                 }
                 logger.info("serving \(model.name) \(model.version) (sequence \(model.sequence))")
+                if let shadow = state.shadow, let shadowLoaded = try? runner.prepare(shadow, file: files.modelURL(sha256: shadow.sha256)) {
+                    runner.setShadow(shadowLoaded)
+                }
                 return
             } catch {
                 logger.error("cannot load \(slot) model \(model.name) \(model.version): \(error)")
@@ -121,10 +124,12 @@ public actor AgentRuntime {
         let windows = aggregates.closedWindows(now: Date())
         let reports = state.pendingReports
         let events = state.pendingEvents
+        let shadowReports = aggregates.pendingShadow
         let request = HeartbeatRequest(agentVersion: agentVersion, pushURL: pushURL, activeModel: state.active?.activeModel,
-                                       reports: reports, aggregates: windows, events: events)
+                                       reports: reports, aggregates: windows, events: events, shadow: shadowReports)
         let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
         aggregates.acknowledge(windows)
+        aggregates.acknowledgeShadow(shadowReports)
         state.pendingReports.removeFirst(min(reports.count, state.pendingReports.count))
         state.pendingEvents.removeFirst(min(events.count, state.pendingEvents.count))
         try saveState()
@@ -161,7 +166,11 @@ public actor AgentRuntime {
         }
         installing = true
         defer { installing = false }
-        await install(manifest)
+        if manifest.shadow == true {
+            await installShadow(manifest)
+        } else {
+            await install(manifest)
+        }
         return nil
     }
 
@@ -202,6 +211,9 @@ public actor AgentRuntime {
                 : Probation(sequence: manifest.sequence, until: Date().addingTimeInterval(configuration.probationSeconds), starts: 0, violations: 0)
             try saveState()
             runner.activate(loaded)
+            state.shadow = nil
+            runner.setShadow(nil)
+            try saveState()
             removeUnusedModels()
             logger.info("activated \(manifest.model) \(manifest.version)")
             await report(manifest.sequence, .active)
@@ -217,6 +229,40 @@ public actor AgentRuntime {
 
     struct InstallError: Error, CustomStringConvertible { var description: String }
 
+    /// Installs a model for shadow evaluation: same checks as an activation, but it only
+    /// runs next to the active model and its results are never served.
+    private func installShadow(_ manifest: DeploymentManifest) async {
+        let installed = InstalledModel(name: manifest.model, version: manifest.version, sha256: manifest.sha256.lowercased(), sequence: manifest.sequence)
+        let target = files.modelURL(sha256: installed.sha256)
+        do {
+            guard manifest.size <= configuration.maxModelBytes else {
+                throw InstallError(description: "the model needs \(manifest.size) bytes, this device accepts at most \(configuration.maxModelBytes)")
+            }
+            if !FileManager.default.fileExists(atPath: target.path) || (try? FileDigest.sha256Hex(of: target)) != installed.sha256 {
+                await report(manifest.sequence, .downloading)
+                let part = try await BlobDownloader(client: controller, files: files).download(manifest)
+                try Self.atomicMove(part, to: target)
+            }
+            await report(manifest.sequence, .installed)
+            let loaded = try runner.prepare(installed, file: target)
+            if let active = runner.current, active.session.inputElementCount != loaded.session.inputElementCount
+                || active.session.outputElementCount != loaded.session.outputElementCount {
+                throw InstallError(description: "the shadow model's input/output shape differs from the active model's")
+            }
+            state.shadow = installed
+            state.lastAcceptedSequence = manifest.sequence
+            try saveState()
+            runner.setShadow(loaded)
+            logger.info("shadow-evaluating \(manifest.model) \(manifest.version)")
+            await report(manifest.sequence, .active)
+        } catch {
+            state.failedSequence = manifest.sequence
+            state.failedAt = Date()
+            try? saveState()
+            await report(manifest.sequence, .failed, "\(error)")
+        }
+    }
+
     /// rename(2) after fsync: the model file appears complete or not at all.
     static func atomicMove(_ source: URL, to destination: URL) throws {
         let handle = try FileHandle(forUpdating: source)
@@ -228,7 +274,7 @@ public actor AgentRuntime {
     }
 
     private func removeUnusedModels() {
-        let keep = Set([state.active?.sha256, state.previous?.sha256].compactMap { $0 }.map { "\($0).bnn" })
+        let keep = Set([state.active?.sha256, state.previous?.sha256, state.shadow?.sha256].compactMap { $0 }.map { "\($0).bnn" })
         for file in (try? FileManager.default.contentsOfDirectory(atPath: files.models.path)) ?? [] where !keep.contains(file) {
             try? FileManager.default.removeItem(at: files.models.appendingPathComponent(file))
         }
@@ -244,6 +290,11 @@ public actor AgentRuntime {
             let result = try runner.infer(body: body)
             aggregates.record(model: result.model.name, version: result.model.version, classes: result.scores.count,
                               predictedClass: result.topClass, latencyMs: result.latencyMs, confidence: result.confidence, now: now)
+            if let shadow = runner.shadowInfer(result.input) {
+                aggregates.recordShadow(sequence: shadow.model.sequence, classes: result.scores.count, activeClass: result.topClass,
+                                        shadowClass: shadow.topClass, confidenceDelta: Double(shadow.confidence - result.confidence),
+                                        latencyDeltaMs: shadow.latencyMs - result.latencyMs)
+            }
             if let budget = runner.current?.session.model.metadata.properties["latency_budget_ms"].flatMap(Double.init),
                result.latencyMs > budget * 10 {
                 let model = result.model
@@ -303,6 +354,7 @@ public actor AgentRuntime {
         public var fleetID: String?
         public var active: ActiveModel?
         public var previous: ActiveModel?
+        public var shadow: ActiveModel?
         public var lastAcceptedSequence: Int64
         public var bufferedWindows: Int
         public var pendingReports: Int
@@ -310,7 +362,7 @@ public actor AgentRuntime {
 
     public func status() -> Status {
         Status(deviceID: identity?.deviceID, fleetID: identity?.fleetID, active: state.active?.activeModel, previous: state.previous?.activeModel,
-               lastAcceptedSequence: state.lastAcceptedSequence, bufferedWindows: aggregates.count, pendingReports: state.pendingReports.count)
+               shadow: state.shadow?.activeModel, lastAcceptedSequence: state.lastAcceptedSequence, bufferedWindows: aggregates.count, pendingReports: state.pendingReports.count)
     }
 
     public func persistAggregates() { try? aggregates.persist() }

@@ -11,12 +11,51 @@ final class AggregateBuffer: @unchecked Sendable {
     private let maxWindows: Int
     private let files: AgentFiles
     private var dirty = false
+    /// Shadow-evaluation counts not yet sent, by shadow deployment sequence.
+    private var shadow: [Int64: ShadowReport]
 
     init(files: AgentFiles, windowLength: Double, maxWindows: Int) {
         self.files = files
         self.windowLength = windowLength
         self.maxWindows = max(2, maxWindows)
         windows = (try? files.load([AggregateWindow].self, from: files.aggregatesURL)) ?? []
+        shadow = Dictionary(((try? files.load([ShadowReport].self, from: files.shadowStatsURL)) ?? []).map { ($0.sequence, $0) },
+                            uniquingKeysWith: { first, _ in first })
+    }
+
+    func recordShadow(sequence: Int64, classes: Int, activeClass: Int, shadowClass: Int, confidenceDelta: Double, latencyDeltaMs: Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        var report = shadow[sequence] ?? ShadowReport(sequence: sequence, classes: classes)
+        report.record(activeClass: activeClass, shadowClass: shadowClass, confidenceDelta: confidenceDelta, latencyDeltaMs: latencyDeltaMs)
+        shadow[sequence] = report
+        dirty = true
+    }
+
+    var pendingShadow: [ShadowReport] {
+        lock.lock()
+        defer { lock.unlock() }
+        return Array(shadow.values)
+    }
+
+    /// Subtracts what was sent (counts may have grown since).
+    func acknowledgeShadow(_ sent: [ShadowReport]) {
+        lock.lock()
+        defer { lock.unlock() }
+        for report in sent {
+            guard var current = shadow[report.sequence] else { continue }
+            if current.samples == report.samples {
+                shadow[report.sequence] = nil
+            } else {
+                current.samples -= report.samples
+                current.agreements -= report.agreements
+                for i in current.confusion.indices where i < report.confusion.count { current.confusion[i] -= report.confusion[i] }
+                current.confidenceDeltaSum -= report.confidenceDeltaSum
+                current.latencyDeltaSumMs -= report.latencyDeltaSumMs
+                shadow[report.sequence] = current
+            }
+        }
+        dirty = true
     }
 
     func record(model: String, version: String, classes: Int, predictedClass: Int?, latencyMs: Double, confidence: Float, now: Date) {
@@ -79,9 +118,13 @@ final class AggregateBuffer: @unchecked Sendable {
     func persist() throws {
         lock.lock()
         let copy = windows
+        let shadowCopy = Array(shadow.values)
         let needed = dirty
         dirty = false
         lock.unlock()
-        if needed { try files.save(copy, to: files.aggregatesURL) }
+        if needed {
+            try files.save(copy, to: files.aggregatesURL)
+            try files.save(shadowCopy, to: files.shadowStatsURL)
+        }
     }
 }

@@ -18,6 +18,7 @@ final class ModelRunner: @unchecked Sendable {
         let confidence: Float
         let latencyMs: Double
         let labels: [String]
+        let input: [Float]
     }
 
     enum Failure: Error, CustomStringConvertible {
@@ -33,6 +34,14 @@ final class ModelRunner: @unchecked Sendable {
 
     private let lock = NSLock()
     private var loaded: Loaded?
+    private var shadowLoaded: Loaded?
+
+    struct ShadowResult {
+        let model: InstalledModel
+        let topClass: Int
+        let confidence: Float
+        let latencyMs: Double
+    }
     let threads: Int
 
     init(threads: Int) { self.threads = threads }
@@ -54,6 +63,28 @@ final class ModelRunner: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return loaded
+    }
+
+    func setShadow(_ model: Loaded?) {
+        lock.lock()
+        shadowLoaded = model
+        lock.unlock()
+    }
+
+    var shadow: Loaded? {
+        lock.lock()
+        defer { lock.unlock() }
+        return shadowLoaded
+    }
+
+    /// Runs the shadow model on the same input; nil without a compatible shadow model.
+    func shadowInfer(_ input: [Float]) -> ShadowResult? {
+        guard let shadow, shadow.session.inputElementCount == input.count else { return nil }
+        let start = DispatchTime.now().uptimeNanoseconds
+        guard let scores = try? shadow.session.run(input) else { return nil }
+        let latency = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        let top = scores.indices.max { scores[$0] < scores[$1] } ?? 0
+        return ShadowResult(model: shadow.installed, topClass: top, confidence: Self.confidence(scores, top: top), latencyMs: latency)
     }
 
     /// Decodes `body` (.npy, PGM image, or raw float32) for the active model and runs it.
@@ -79,7 +110,7 @@ final class ModelRunner: @unchecked Sendable {
         let latency = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
         let top = scores.indices.max { scores[$0] < scores[$1] } ?? 0
         return Result(model: loaded.installed, scores: scores, topClass: top, confidence: Self.confidence(scores, top: top),
-                      latencyMs: latency, labels: metadata.labels)
+                      latencyMs: latency, labels: metadata.labels, input: input)
     }
 
     /// Softmax probability of the top class (scores that already sum to 1 are used as is).

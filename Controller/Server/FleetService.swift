@@ -157,6 +157,12 @@ struct FleetService: Sendable {
         for report in request.reports {
             try await store.applyReport(deviceID: device.id, report: report, now: clock())
         }
+        if !request.shadow.isEmpty {
+            guard request.shadow.count <= 100, request.shadow.allSatisfy(\.isWellFormed) else {
+                throw APIError(.badRequest, "invalid_shadow", "shadow reports are malformed or too many")
+            }
+            for report in request.shadow { try await store.addShadowReport(deviceID: device.id, report: report) }
+        }
         if !request.events.isEmpty {
             guard request.events.count <= 1000 else { throw APIError(.contentTooLarge, "too_many_items", "at most 1000 events") }
             try await store.insertEvents(deviceID: device.id, events: request.events)
@@ -180,7 +186,8 @@ struct FleetService: Sendable {
     func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord) throws -> SignedManifest {
         try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
                                            version: model.version, sha256: model.sha256, size: model.size,
-                                           issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)"))
+                                           issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)",
+                                           shadow: deployment.shadow ? true : nil))
     }
 
     // MARK: Deployments
@@ -212,7 +219,7 @@ struct FleetService: Sendable {
         let model = try await resolveModel(name: request.model, version: request.version)
         let targets = try await targetDevices(request.target)
         let deployment = try await store.createDeployment(modelID: model.id!, target: request.target, deviceIDs: targets.map(\.id),
-                                                          createdBy: createdBy, now: clock())
+                                                          createdBy: createdBy, now: clock(), shadow: false)
         return try await deploymentInfo(deployment, includeDevices: true)
     }
 

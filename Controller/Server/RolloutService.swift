@@ -26,8 +26,13 @@ struct RolloutService: Sendable {
         let previous = try await store.deployments().first.map(\.modelID)
         let firstStage = targets.filter { RolloutPlan.stage(of: $0.id, stages: request.stages) == 0 }.map(\.id)
         let now = service.clock()
+        if let gate = request.shadow {
+            guard (0...1).contains(gate.minAgreement), gate.minSamples >= 1 else {
+                throw APIError(.badRequest, "invalid_shadow_gate", "minAgreement must be in 0...1 and minSamples >= 1")
+            }
+        }
         let deployment = try await store.createDeployment(modelID: model.id!, target: request.target, deviceIDs: firstStage,
-                                                          createdBy: createdBy, now: now)
+                                                          createdBy: createdBy, now: now, shadow: request.shadow != nil)
         let encoder = FleetJSON.encoder
         let rollout = try await store.insertRollout(RolloutRecord(
             id: nil, deploymentID: deployment.id!, stagesJSON: String(decoding: try encoder.encode(request.stages), as: UTF8.self),
@@ -35,7 +40,8 @@ struct RolloutService: Sendable {
             state: RolloutState.running.rawValue, reason: nil, soakSeconds: request.soakSeconds,
             maxFailureFraction: request.maxFailureFraction, minDevices: request.minDevices, autoRollback: request.autoRollback,
             previousModelID: previous == model.id ? nil : previous, rollbackDeploymentID: nil, stageStartedAt: now,
-            createdAt: now, updatedAt: now, createdBy: createdBy))
+            createdAt: now, updatedAt: now, createdBy: createdBy,
+            shadowGateJSON: try request.shadow.map { String(decoding: try encoder.encode($0), as: UTF8.self) }, promotionDeploymentID: nil))
         return try await info(rollout)
     }
 
@@ -80,10 +86,31 @@ struct RolloutService: Sendable {
         }
         let successShare = stageDevices.isEmpty ? 1 : Double(active) / Double(stageDevices.count)
         let soaked = now.timeIntervalSince(rollout.stageStartedAt) >= rollout.soakSeconds
+        if let gate = rollout.shadowGate {
+            // Shadow gate: enough samples from the devices so far, and enough agreement.
+            let summary = try await shadowSummary(rollout, devices: Set(stageDevices))
+            if summary.samples >= gate.minSamples, let agreement = summary.agreement, agreement < gate.minAgreement {
+                rollout.state = RolloutState.halted.rawValue
+                rollout.reason = "shadow agreement \(String(format: "%.1f", agreement * 100))% over \(summary.samples) samples is below the required \(String(format: "%.1f", gate.minAgreement * 100))%"
+                rollout.updatedAt = now
+                try await store.updateRollout(rollout)
+                logger.warning("rollout \(rollout.id!) halted: \(rollout.reason!)")
+                return
+            }
+            guard summary.samples >= gate.minSamples else { return }
+        }
         guard successShare >= 1 - rollout.maxFailureFraction, soaked else { return }
         if rollout.currentStage + 1 >= stages.count {
             rollout.state = RolloutState.completed.rawValue
             rollout.reason = nil
+            if rollout.shadowGate != nil {
+                // Promotion: the evaluated version becomes the active one everywhere.
+                let shadowDeployment = try await store.deployment(id: rollout.deploymentID)
+                let promotion = try await store.createDeployment(modelID: shadowDeployment!.modelID, target: DeploymentTarget(devices: rollout.targetDevices),
+                                                                 deviceIDs: rollout.targetDevices, createdBy: "rollout \(rollout.id!)", now: now, shadow: false)
+                rollout.promotionDeploymentID = promotion.id
+                rollout.reason = "promoted after shadow evaluation"
+            }
         } else {
             rollout.currentStage += 1
             rollout.stageStartedAt = now
@@ -125,7 +152,7 @@ struct RolloutService: Sendable {
         let reached = try await store.deviceDeployments(deploymentID: rollout.deploymentID).map(\.deviceID)
         if !reached.isEmpty {
             let deployment = try await store.createDeployment(modelID: previous, target: DeploymentTarget(devices: reached),
-                                                              deviceIDs: reached, createdBy: "rollout \(rollout.id!)", now: service.clock())
+                                                              deviceIDs: reached, createdBy: "rollout \(rollout.id!)", now: service.clock(), shadow: false)
             rollout.rollbackDeploymentID = deployment.id
         }
         rollout.state = RolloutState.rolledBack.rawValue
@@ -139,6 +166,22 @@ struct RolloutService: Sendable {
     func rollBack(_ id: Int64) async throws -> RolloutInfo {
         guard let rollout = try await store.rollout(id: id) else { throw APIError(.notFound, "unknown_rollout", "no rollout \(id)") }
         return try await rollBack(rollout, reason: "rolled back by an operator")
+    }
+
+    /// Shadow counts summed over `devices` (or all devices of the rollout).
+    func shadowSummary(_ rollout: RolloutRecord, devices: Set<String>? = nil) async throws -> ShadowSummary {
+        var total: ShadowReport?
+        for stat in try await store.shadowStats(deploymentID: rollout.deploymentID) where devices?.contains(stat.deviceID) ?? true {
+            guard let report = stat.report else { continue }
+            if total == nil { total = ShadowReport(sequence: report.sequence, classes: report.classes) }
+            total!.merge(report)
+        }
+        let t = total ?? ShadowReport(sequence: 0, classes: 0)
+        return ShadowSummary(samples: t.samples, agreements: t.agreements,
+                             agreement: t.samples > 0 ? Double(t.agreements) / Double(t.samples) : nil,
+                             meanConfidenceDelta: t.samples > 0 ? t.confidenceDeltaSum / Double(t.samples) : nil,
+                             meanLatencyDeltaMs: t.samples > 0 ? t.latencyDeltaSumMs / Double(t.samples) : nil,
+                             classes: t.classes, confusion: t.confusion)
     }
 
     func info(_ rollout: RolloutRecord) async throws -> RolloutInfo {
@@ -158,6 +201,12 @@ struct RolloutService: Sendable {
             stageInfos[stage].counts[rows[device]?.state ?? "waiting", default: 0] += 1
         }
         if rollout.currentStage < stageInfos.count { stageInfos[rollout.currentStage].startedAt = rollout.stageStartedAt }
+        if rollout.shadowGate != nil {
+            for index in stageInfos.indices {
+                let members = Set(rollout.targetDevices.filter { RolloutPlan.stage(of: $0, stages: stages) == index })
+                stageInfos[index].shadow = try await shadowSummary(rollout, devices: members)
+            }
+        }
         let failures = rows.values.filter { $0.state == DeploymentState.failed.rawValue }.sorted { $0.deviceID < $1.deviceID }.map {
             DeviceDeploymentInfo(deviceID: $0.deviceID, deviceName: names[$0.deviceID] ?? "", state: .failed, reason: $0.reason,
                                  updatedAt: $0.updatedAt, pushAttempts: $0.pushAttempts)
@@ -166,7 +215,8 @@ struct RolloutService: Sendable {
                            version: model?.version ?? "?", previousVersion: previous?.version, state: RolloutState(rawValue: rollout.state) ?? .running,
                            reason: rollout.reason, currentStage: rollout.currentStage, stages: stageInfos, soakSeconds: rollout.soakSeconds,
                            maxFailureFraction: rollout.maxFailureFraction, minDevices: rollout.minDevices, autoRollback: rollout.autoRollback,
-                           rollbackDeploymentID: rollout.rollbackDeploymentID, failures: failures, createdAt: rollout.createdAt,
+                           rollbackDeploymentID: rollout.rollbackDeploymentID, failures: failures, shadowGate: rollout.shadowGate,
+                           promotionDeploymentID: rollout.promotionDeploymentID, createdAt: rollout.createdAt,
                            updatedAt: rollout.updatedAt)
     }
 }

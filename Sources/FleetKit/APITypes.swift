@@ -151,8 +151,11 @@ public struct HeartbeatRequest: Codable, Sendable {
     /// Aggregates only: never inputs, outputs or per-inference records.
     public var aggregates: [AggregateWindow]
     public var events: [DeviceEvent]
+    /// Shadow-evaluation counts since the last heartbeat.
+    public var shadow: [ShadowReport]
     public init(agentVersion: String, pushURL: String, activeModel: ActiveModel?, reports: [DeploymentReport],
-                aggregates: [AggregateWindow], events: [DeviceEvent]) {
+                aggregates: [AggregateWindow], events: [DeviceEvent], shadow: [ShadowReport] = []) {
+        self.shadow = shadow
         self.agentVersion = agentVersion
         self.pushURL = pushURL
         self.activeModel = activeModel
@@ -170,6 +173,52 @@ public struct HeartbeatResponse: Codable, Sendable {
     public init(desired: SignedManifest?, heartbeatInterval: Double) {
         self.desired = desired
         self.heartbeatInterval = heartbeatInterval
+    }
+}
+
+/// What a device learned by running a shadow model next to its active one: counts only.
+public struct ShadowReport: Codable, Sendable, Equatable {
+    /// Sequence of the shadow deployment.
+    public var sequence: Int64
+    public var samples: Int
+    /// Inputs on which both models chose the same top-1 class.
+    public var agreements: Int
+    /// classes x classes counts, row = active model's class, column = shadow model's class.
+    public var confusion: [Int]
+    public var classes: Int
+    public var confidenceDeltaSum: Double
+    public var latencyDeltaSumMs: Double
+
+    public init(sequence: Int64, classes: Int) {
+        self.sequence = sequence
+        self.classes = classes
+        samples = 0
+        agreements = 0
+        confusion = [Int](repeating: 0, count: classes * classes)
+        confidenceDeltaSum = 0
+        latencyDeltaSumMs = 0
+    }
+
+    public mutating func record(activeClass: Int, shadowClass: Int, confidenceDelta: Double, latencyDeltaMs: Double) {
+        samples += 1
+        if activeClass == shadowClass { agreements += 1 }
+        if activeClass < classes && shadowClass < classes { confusion[activeClass * classes + shadowClass] += 1 }
+        confidenceDeltaSum += confidenceDelta
+        latencyDeltaSumMs += latencyDeltaMs
+    }
+
+    public mutating func merge(_ other: ShadowReport) {
+        samples += other.samples
+        agreements += other.agreements
+        if confusion.count == other.confusion.count { for i in confusion.indices { confusion[i] += other.confusion[i] } }
+        confidenceDeltaSum += other.confidenceDeltaSum
+        latencyDeltaSumMs += other.latencyDeltaSumMs
+    }
+
+    public var isWellFormed: Bool {
+        samples >= 0 && agreements >= 0 && agreements <= samples && classes >= 0 && classes <= 10_000
+            && confusion.count == classes * classes && confusion.allSatisfy { $0 >= 0 }
+            && confidenceDeltaSum.isFinite && latencyDeltaSumMs.isFinite
     }
 }
 

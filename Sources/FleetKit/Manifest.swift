@@ -17,9 +17,13 @@ public struct DeploymentManifest: Codable, Sendable, Equatable {
     public var issuedAt: Date
     /// Where to fetch the blob, relative to the controller URL unless absolute.
     public var blobPath: String
+    /// Shadow evaluation: install and run next to the active model on the same inputs,
+    /// reporting only agreement aggregates, without serving its results.
+    public var shadow: Bool?
 
     public init(fleetID: String, deviceID: String, sequence: Int64, model: String, version: String, sha256: String, size: Int,
-                issuedAt: Date, blobPath: String) {
+                issuedAt: Date, blobPath: String, shadow: Bool? = nil) {
+        self.shadow = shadow
         self.fleetID = fleetID
         self.deviceID = deviceID
         self.sequence = sequence

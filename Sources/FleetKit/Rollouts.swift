@@ -49,9 +49,13 @@ public struct RolloutRequest: Codable, Sendable {
     /// ... once at least this many devices of the stage have finished.
     public var minDevices: Int
     public var autoRollback: Bool
+    /// Shadow evaluation: devices run the new version next to the active one; a stage
+    /// advances only when the gate is met, and the version is activated at the end.
+    public var shadow: ShadowGate?
 
     public init(model: String?, version: String, target: DeploymentTarget, stages: [Double], soakSeconds: Double,
-                maxFailureFraction: Double, minDevices: Int, autoRollback: Bool) {
+                maxFailureFraction: Double, minDevices: Int, autoRollback: Bool, shadow: ShadowGate? = nil) {
+        self.shadow = shadow
         self.model = model
         self.version = version
         self.target = target
@@ -63,14 +67,49 @@ public struct RolloutRequest: Codable, Sendable {
     }
 }
 
+public struct ShadowGate: Codable, Sendable, Equatable {
+    /// Required top-1 agreement between active and shadow model (0...1).
+    public var minAgreement: Double
+    /// Samples (inferences) required before a stage's agreement counts.
+    public var minSamples: Int
+
+    public init(minAgreement: Double, minSamples: Int) {
+        self.minAgreement = minAgreement
+        self.minSamples = minSamples
+    }
+}
+
+public struct ShadowSummary: Codable, Sendable, Equatable {
+    public var samples: Int
+    public var agreements: Int
+    public var agreement: Double?
+    public var meanConfidenceDelta: Double?
+    public var meanLatencyDeltaMs: Double?
+    public var classes: Int
+    public var confusion: [Int]
+
+    public init(samples: Int, agreements: Int, agreement: Double?, meanConfidenceDelta: Double?, meanLatencyDeltaMs: Double?,
+                classes: Int, confusion: [Int]) {
+        self.samples = samples
+        self.agreements = agreements
+        self.agreement = agreement
+        self.meanConfidenceDelta = meanConfidenceDelta
+        self.meanLatencyDeltaMs = meanLatencyDeltaMs
+        self.classes = classes
+        self.confusion = confusion
+    }
+}
+
 public struct RolloutStageInfo: Codable, Sendable, Equatable {
     public var percent: Double
     public var devices: Int
     /// Devices per deployment state ("waiting" for devices whose stage has not started).
     public var counts: [String: Int]
     public var startedAt: Date?
+    public var shadow: ShadowSummary?
 
-    public init(percent: Double, devices: Int, counts: [String: Int], startedAt: Date?) {
+    public init(percent: Double, devices: Int, counts: [String: Int], startedAt: Date?, shadow: ShadowSummary? = nil) {
+        self.shadow = shadow
         self.percent = percent
         self.devices = devices
         self.counts = counts
@@ -95,13 +134,17 @@ public struct RolloutInfo: Codable, Sendable, Equatable {
     public var autoRollback: Bool
     public var rollbackDeploymentID: Int64?
     public var failures: [DeviceDeploymentInfo]
+    public var shadowGate: ShadowGate?
+    public var promotionDeploymentID: Int64?
     public var createdAt: Date
     public var updatedAt: Date
 
     public init(id: Int64, deploymentID: Int64, sequence: Int64, model: String, version: String, previousVersion: String?, state: RolloutState,
                 reason: String?, currentStage: Int, stages: [RolloutStageInfo], soakSeconds: Double, maxFailureFraction: Double,
                 minDevices: Int, autoRollback: Bool, rollbackDeploymentID: Int64?, failures: [DeviceDeploymentInfo],
-                createdAt: Date, updatedAt: Date) {
+                shadowGate: ShadowGate? = nil, promotionDeploymentID: Int64? = nil, createdAt: Date, updatedAt: Date) {
+        self.shadowGate = shadowGate
+        self.promotionDeploymentID = promotionDeploymentID
         self.id = id
         self.deploymentID = deploymentID
         self.sequence = sequence

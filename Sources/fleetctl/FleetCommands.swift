@@ -119,6 +119,7 @@ struct DeployModelCommand: AsyncParsableCommand {
           fleetctl deploy model v3 --name fashion-cnn --label site=berlin
           fleetctl deploy model v2 --device dev_abc --device dev_def --wait
           fleetctl deploy model v3 --stages 5%,25%,100% --soak 10m --max-failures 5% --min-devices 3 --auto-rollback
+          fleetctl deploy model v3 --shadow --min-agreement 97% --shadow-samples 500 --stages 10%,100%
         """
     )
 
@@ -134,13 +135,18 @@ struct DeployModelCommand: AsyncParsableCommand {
     @Option(help: "Rollout: halt when more than this share of finished devices failed.") var maxFailures = "5%"
     @Option(help: "Rollout: devices that must finish before the failure share counts.") var minDevices = 3
     @Flag(help: "Rollout: roll back automatically when halted.") var autoRollback = false
+    @Flag(help: "Shadow evaluation: devices run the new version next to the active one and report agreement; promote at the end.") var shadow = false
+    @Option(help: "Shadow: required top-1 agreement with the active model.") var minAgreement = "97%"
+    @Option(help: "Shadow: samples needed before a stage's agreement counts.") var shadowSamples = 500
 
     func run() async throws {
         let client = try options.client()
-        if let stages {
+        if stages != nil || shadow {
+            let gate = shadow ? ShadowGate(minAgreement: try parsePercent(minAgreement), minSamples: shadowSamples) : nil
             let request = RolloutRequest(model: name, version: version, target: DeploymentTarget(labels: try parseLabels(label), devices: device),
-                                         stages: try RolloutPlan.parseStages(stages), soakSeconds: soak == "0s" ? 0 : try parseDuration(soak),
-                                         maxFailureFraction: try parsePercent(maxFailures), minDevices: minDevices, autoRollback: autoRollback)
+                                         stages: try RolloutPlan.parseStages(stages ?? "100%"), soakSeconds: soak == "0s" ? 0 : try parseDuration(soak),
+                                         maxFailureFraction: try parsePercent(maxFailures), minDevices: minDevices, autoRollback: autoRollback,
+                                         shadow: gate)
             let rollout = try await callController { try await client.json("POST", "/api/v1/rollouts", body: request, as: RolloutInfo.self) }
             try options.emit(rollout) {
                 print("rollout \(rollout.id): \(rollout.model) \(rollout.version) in stages \(rollout.stages.map { "\(Int($0.percent))%" }.joined(separator: ", ")), sequence \(rollout.sequence)")

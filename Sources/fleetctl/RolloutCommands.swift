@@ -74,11 +74,18 @@ struct RolloutCommand: AsyncParsableCommand {
                     stage.counts[key].flatMap { $0 > 0 ? "\(key) \($0)" : nil }
                 }.joined(separator: ", ")
                 out.append("\(marker) stage \(index + 1) \(String(format: "%3.0f", stage.percent))% [\(bar)] \(active)/\(stage.devices) active  \(counts)")
+                if let shadow = stage.shadow, let gate = r.shadowGate {
+                    let agreement = shadow.agreement.map { String(format: "%.1f%%", $0 * 100) } ?? "-"
+                    let confidence = shadow.meanConfidenceDelta.map { String(format: "%+.3f", $0) } ?? "-"
+                    let latency = shadow.meanLatencyDeltaMs.map { String(format: "%+.2f ms", $0) } ?? "-"
+                    out.append("      shadow: \(shadow.samples)/\(gate.minSamples) samples, agreement \(agreement) (need \(String(format: "%.1f%%", gate.minAgreement * 100))), confidence \(confidence), latency \(latency)")
+                }
             }
             for failure in r.failures.prefix(10) {
                 out.append("  failed: \(failure.deviceName) (\(failure.deviceID)): \(failure.reason ?? "no reason")")
             }
             if let rollback = r.rollbackDeploymentID { out.append("  rollback deployment: \(rollback)") }
+            if let promotion = r.promotionDeploymentID { out.append("  promoted by deployment \(promotion)") }
             return out.joined(separator: "\n")
         }
     }

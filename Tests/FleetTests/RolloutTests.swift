@@ -81,6 +81,62 @@ struct RolloutTests {
     }
 }
 
+@Suite("Shadow evaluation", .serialized)
+struct ShadowTests {
+    func rollout(_ fleet: TestFleet, _ id: Int64) async throws -> RolloutInfo {
+        try await fleet.admin.json("GET", "/api/v1/rollouts/\(id)", as: RolloutInfo.self)
+    }
+
+    /// Agents run the candidate next to the active model on the same local inputs and
+    /// report agreement counts; too little agreement halts, enough agreement promotes.
+    @Test("shadow results arrive and gate promotion")
+    func shadow() async throws {
+        let fleet = try TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startController()
+        let names = ["s1", "s2", "s3"]
+        for name in names { try fleet.startAgent(name, token: try await fleet.enrollmentToken()) }
+        try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-cnn.bnn").path, "--name", "fashion"])
+        try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-mlp.bnn").path, "--name", "fashion"])
+        try fleet.fleetctl(["deploy", "model", "v1", "--wait", "--timeout", "60s"])
+        let images = try fashionImages(count: 60)
+
+        func feed() async throws {
+            for (index, name) in names.enumerated() {
+                let local = FleetHTTPClient(baseURL: fleet.agentURLs[name]!, token: nil)
+                for image in images[(index * 20)..<((index + 1) * 20)] {
+                    let (data, _) = try await local.send("POST", "/v1/infer", body: image, contentType: "application/octet-stream")
+                    #expect(try FleetJSON.decoder.decode(InferenceResponse.self, from: data).version == "v1", "shadow results are never served")
+                }
+            }
+        }
+
+        // The binary MLP disagrees with the CNN on some of these 60 images: 99% is too much.
+        let strict = try FleetJSON.decoder.decode(RolloutInfo.self, from: Data(try fleet.fleetctl(
+            ["deploy", "model", "v2", "--shadow", "--min-agreement", "99%", "--shadow-samples", "60", "--json"]).utf8))
+        try await eventually("every agent runs v2 in shadow") { try await rollout(fleet, strict.id).stages[0].counts["active"] == 3 }
+        try await feed()
+        try await eventually("the strict gate halts the rollout") { try await rollout(fleet, strict.id).state == .halted }
+        let halted = try await rollout(fleet, strict.id)
+        let summary = try #require(halted.stages[0].shadow)
+        #expect(summary.samples == 60)
+        #expect(summary.confusion.reduce(0, +) == 60)
+        #expect(summary.agreements < 60 && summary.agreements > 30)
+        #expect(halted.reason?.contains("shadow agreement") == true)
+        #expect(try await fleet.devices().allSatisfy { $0.activeModel?.version == "v1" })
+        try fleet.fleetctl(["rollout", "abort", "\(strict.id)"])
+
+        // A gate the candidate meets: promoted to active everywhere.
+        let lenient = try FleetJSON.decoder.decode(RolloutInfo.self, from: Data(try fleet.fleetctl(
+            ["deploy", "model", "v2", "--shadow", "--min-agreement", "50%", "--shadow-samples", "60", "--json"]).utf8))
+        try await eventually("every agent runs the new shadow") { try await rollout(fleet, lenient.id).stages[0].counts["active"] == 3 }
+        try await feed()
+        try await eventually("the rollout is promoted") { try await rollout(fleet, lenient.id).state == .completed }
+        #expect(try await rollout(fleet, lenient.id).promotionDeploymentID != nil)
+        try await eventually("every device runs v2") { try await fleet.devices().allSatisfy { $0.activeModel?.version == "v2" } }
+    }
+}
+
 /// Decodes any JSON value (for loosely checked responses).
 struct AnyCodable: Codable {
     init(from decoder: Decoder) throws {

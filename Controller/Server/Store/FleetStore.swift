@@ -25,7 +25,11 @@ protocol FleetStore: Sendable {
 
     /// Creates a deployment with the next fleet-wide sequence for `deviceIDs`, making it
     /// their desired deployment, with a pending push per device.
-    func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date) async throws -> DeploymentRecord
+    func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date,
+                          shadow: Bool) async throws -> DeploymentRecord
+    /// Adds a device's shadow-evaluation counts to its total for that shadow deployment.
+    func addShadowReport(deviceID: String, report: ShadowReport) async throws
+    func shadowStats(deploymentID: Int64) async throws -> [ShadowStatRecord]
     /// Adds devices to an existing deployment (a rollout's next stage).
     func extendDeployment(id: Int64, deviceIDs: [String], now: Date) async throws
     func insertRollout(_ rollout: RolloutRecord) async throws -> RolloutRecord

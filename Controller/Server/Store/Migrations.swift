@@ -108,6 +108,21 @@ enum Migrations {
                 t.column("createdBy", .text).notNull()
             }
         }
+        migrator.registerMigration("v4: shadow evaluation") { db in
+            try db.alter(table: "deployment") { t in
+                t.add(column: "shadow", .boolean).notNull().defaults(to: false)
+            }
+            try db.alter(table: "rollout") { t in
+                t.add(column: "shadowGateJSON", .text)
+                t.add(column: "promotionDeploymentID", .integer).references("deployment")
+            }
+            try db.create(table: "shadowStat") { t in
+                t.column("deploymentID", .integer).notNull().references("deployment")
+                t.column("deviceID", .text).notNull().references("device")
+                t.column("reportJSON", .text).notNull()
+                t.primaryKey(["deploymentID", "deviceID"])
+            }
+        }
         return migrator
     }
 }

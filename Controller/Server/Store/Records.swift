@@ -61,6 +61,8 @@ struct DeploymentRecord: Codable, Sendable, FetchableRecord, MutablePersistableR
     var targetJSON: String
     var createdAt: Date
     var createdBy: String
+    /// Devices run this version next to their active model instead of switching to it.
+    var shadow: Bool
 
     mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
@@ -110,11 +112,24 @@ struct RolloutRecord: Codable, Sendable, FetchableRecord, MutablePersistableReco
     var createdAt: Date
     var updatedAt: Date
     var createdBy: String
+    var shadowGateJSON: String?
+    var promotionDeploymentID: Int64?
 
     mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
+    var shadowGate: ShadowGate? { shadowGateJSON.flatMap { try? JSONDecoder().decode(ShadowGate.self, from: Data($0.utf8)) } }
+
     var stages: [Double] { (try? JSONDecoder().decode([Double].self, from: Data(stagesJSON.utf8))) ?? [100] }
     var targetDevices: [String] { (try? JSONDecoder().decode([String].self, from: Data(targetDevicesJSON.utf8))) ?? [] }
+}
+
+struct ShadowStatRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "shadowStat"
+    var deploymentID: Int64
+    var deviceID: String
+    var reportJSON: String
+
+    var report: ShadowReport? { try? JSONDecoder().decode(ShadowReport.self, from: Data(reportJSON.utf8)) }
 }
 
 struct MetricWindowRecord: Codable, Sendable, FetchableRecord, PersistableRecord {

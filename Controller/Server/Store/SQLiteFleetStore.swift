@@ -112,12 +112,31 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
-    func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date) async throws -> DeploymentRecord {
+    func addShadowReport(deviceID: String, report: ShadowReport) async throws {
+        try await database.write { db in
+            guard let deployment = try DeploymentRecord.filter(Column("sequence") == report.sequence).fetchOne(db), deployment.shadow,
+                  try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID]) != nil else { return }
+            var total = report
+            if let existing = try ShadowStatRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID])?.report {
+                total = existing
+                total.merge(report)
+            }
+            try ShadowStatRecord(deploymentID: deployment.id!, deviceID: deviceID,
+                                 reportJSON: String(decoding: try JSONEncoder().encode(total), as: UTF8.self)).save(db)
+        }
+    }
+
+    func shadowStats(deploymentID: Int64) async throws -> [ShadowStatRecord] {
+        try await database.read { db in try ShadowStatRecord.filter(Column("deploymentID") == deploymentID).fetchAll(db) }
+    }
+
+    func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date,
+                          shadow: Bool) async throws -> DeploymentRecord {
         let targetJSON = String(decoding: try FleetJSON.encoder.encode(target), as: UTF8.self)
         return try await database.write { db in
             let sequence = (try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM deployment") ?? 0) + 1
             var deployment = DeploymentRecord(id: nil, sequence: sequence, modelID: modelID, targetJSON: targetJSON,
-                                              createdAt: now, createdBy: createdBy)
+                                              createdAt: now, createdBy: createdBy, shadow: shadow)
             try deployment.insert(db)
             let id = deployment.id!
             for deviceID in deviceIDs {

@@ -134,6 +134,16 @@ public actor AgentRuntime {
         state.pendingEvents.removeFirst(min(events.count, state.pendingEvents.count))
         try saveState()
         heartbeatInterval = response.heartbeatInterval
+        if let current = identity, !response.keyAnnouncements.isEmpty {
+            let newest = KeyRotation.follow(response.keyAnnouncements, from: current.publicKey, fleetID: current.fleetID)
+            if newest != current.publicKey {
+                var updated = current
+                updated.publicKey = newest
+                try files.save(updated, to: files.identityURL, secret: true)
+                identity = updated
+                logger.info("pinned the controller's rotated signing key")
+            }
+        }
         if let desired = response.desired {
             await handle(desired, source: "heartbeat")
         }

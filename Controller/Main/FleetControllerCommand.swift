@@ -14,7 +14,7 @@ struct FleetControllerCommand: AsyncParsableCommand {
           fleet-controller admin-token --data-dir /var/lib/bitfleet
           fleet-controller backup /backups/fleet.sqlite --data-dir /var/lib/bitfleet
         """,
-        subcommands: [Serve.self, AdminToken.self, Backup.self]
+        subcommands: [Serve.self, AdminToken.self, Backup.self, RotateSigningKey.self]
     )
 }
 
@@ -80,6 +80,22 @@ struct AdminToken: AsyncParsableCommand {
         let token = try await ControllerServer.rotateAdminToken(dataDirectory: data.url)
         if let output { try writeSecret(token, to: output) }
         print(token)
+    }
+}
+
+struct RotateSigningKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-signing-key",
+        abstract: "Replace the Ed25519 signing key; agents learn the new key from an announcement signed by the old one.",
+        discussion: "Restart the controller afterwards so it signs with the new key (docs/OPERATIONS.md)."
+    )
+
+    @OptionGroup var data: DataDirectoryOption
+
+    func run() async throws {
+        let key = try await ControllerServer.rotateSigningKey(dataDirectory: data.url)
+        print("new signing public key: \(key)")
+        print("restart the controller; agents pin the new key at their next heartbeat")
     }
 }
 

@@ -1,3 +1,4 @@
+import Crypto
 import FleetKit
 import Foundation
 import Hummingbird
@@ -36,6 +37,35 @@ public enum ControllerServer {
         let token = "adm_" + Secrets.randomToken()
         try await store.setSetting(adminTokenSetting, Secrets.hash(token))
         return token
+    }
+
+    static let keyAnnouncementsSetting = "key_announcements"
+
+    /// Replaces the signing key. The new public key is announced, signed with the old key,
+    /// in every heartbeat reply, so agents move their pin to it; manifests are signed with
+    /// the new key from the next start of the controller on. The old key is kept as
+    /// `signing.key.retired-<time>` (0600).
+    public static func rotateSigningKey(dataDirectory: URL) async throws -> String {
+        let directory = try DataDirectory(dataDirectory)
+        let store = try SQLiteFleetStore(path: directory.databasePath)
+        let startup = try await prepare(directory, store: store)
+        let old = try directory.signingKey()
+        let new = Curve25519.Signing.PrivateKey()
+        let announcement = try ManifestSigner(privateKey: old).announce(KeyAnnouncement(
+            fleetID: startup.fleetID, previousPublicKey: old.publicKey.rawRepresentation.base64EncodedString(),
+            newPublicKey: new.publicKey.rawRepresentation.base64EncodedString(), issuedAt: Date()))
+        var chain = try await keyAnnouncements(store)
+        chain.append(announcement)
+        try await store.setSetting(keyAnnouncementsSetting, String(decoding: try FleetJSON.encoder.encode(chain), as: UTF8.self))
+        let stamp = Int(Date().timeIntervalSince1970)
+        try directory.writeSecret(old.rawRepresentation, to: directory.url.appendingPathComponent("signing.key.retired-\(stamp)"))
+        try directory.writeSecret(new.rawRepresentation, to: directory.signingKeyURL)
+        return new.publicKey.rawRepresentation.base64EncodedString()
+    }
+
+    static func keyAnnouncements(_ store: any FleetStore) async throws -> [SignedKeyAnnouncement] {
+        guard let text = try await store.setting(keyAnnouncementsSetting) else { return [] }
+        return try FleetJSON.decoder.decode([SignedKeyAnnouncement].self, from: Data(text.utf8))
     }
 
     /// Online backup of the live database (SQLite backup API) to `destination`.

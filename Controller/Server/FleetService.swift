@@ -170,7 +170,8 @@ struct FleetService: Sendable {
         if !request.aggregates.isEmpty {
             try await store.mergeAggregates(deviceID: device.id, windows: request.aggregates)
         }
-        return HeartbeatResponse(desired: try await desiredManifest(deviceID: device.id), heartbeatInterval: configuration.heartbeatInterval)
+        return HeartbeatResponse(desired: try await desiredManifest(deviceID: device.id), heartbeatInterval: configuration.heartbeatInterval,
+                                 keyAnnouncements: try await ControllerServer.keyAnnouncements(store))
     }
 
     /// The signed manifest of the device's desired deployment.

@@ -170,7 +170,10 @@ public struct HeartbeatResponse: Codable, Sendable {
     public var desired: SignedManifest?
     /// Seconds until the next heartbeat (the agent adds jitter).
     public var heartbeatInterval: Double
-    public init(desired: SignedManifest?, heartbeatInterval: Double) {
+    /// Signing-key rotations, oldest first; agents follow them from their pinned key.
+    public var keyAnnouncements: [SignedKeyAnnouncement]
+    public init(desired: SignedManifest?, heartbeatInterval: Double, keyAnnouncements: [SignedKeyAnnouncement] = []) {
+        self.keyAnnouncements = keyAnnouncements
         self.desired = desired
         self.heartbeatInterval = heartbeatInterval
     }

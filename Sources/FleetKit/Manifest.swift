@@ -74,6 +74,8 @@ public struct ManifestSigner: Sendable {
 
     public var publicKeyBase64: String { key.publicKey.rawRepresentation.base64EncodedString() }
 
+    func signature(for data: Data) throws -> Data { try key.signature(for: data) }
+
     public func sign(_ manifest: DeploymentManifest) throws -> SignedManifest {
         let payload = try ManifestCoding.encoder.encode(manifest)
         let signature = try key.signature(for: payload)
@@ -134,5 +136,62 @@ public enum ManifestCoding {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return decoder
+    }
+}
+
+/// Key rotation: the controller's new public key, signed with the previous key. Agents
+/// verify it with the key they pinned and pin the new one; a chain of announcements
+/// carries an agent across several rotations.
+public struct KeyAnnouncement: Codable, Sendable, Equatable {
+    public var fleetID: String
+    public var previousPublicKey: String
+    public var newPublicKey: String
+    public var issuedAt: Date
+
+    public init(fleetID: String, previousPublicKey: String, newPublicKey: String, issuedAt: Date) {
+        self.fleetID = fleetID
+        self.previousPublicKey = previousPublicKey
+        self.newPublicKey = newPublicKey
+        self.issuedAt = issuedAt
+    }
+}
+
+public struct SignedKeyAnnouncement: Codable, Sendable, Equatable {
+    public var payload: String
+    public var signature: String
+
+    public init(payload: String, signature: String) {
+        self.payload = payload
+        self.signature = signature
+    }
+}
+
+extension ManifestSigner {
+    public func announce(_ announcement: KeyAnnouncement) throws -> SignedKeyAnnouncement {
+        let payload = try ManifestCoding.encoder.encode(announcement)
+        return SignedKeyAnnouncement(payload: payload.base64EncodedString(), signature: try signature(for: payload).base64EncodedString())
+    }
+}
+
+public enum KeyRotation {
+    /// Follows the chain from `pinned`: the newest key reachable through announcements
+    /// each signed by the key before it, for this fleet; `pinned` if none applies.
+    public static func follow(_ chain: [SignedKeyAnnouncement], from pinned: String, fleetID: String) -> String {
+        var current = pinned
+        var progressed = true
+        while progressed {
+            progressed = false
+            for signed in chain {
+                guard let payload = Data(base64Encoded: signed.payload), let signature = Data(base64Encoded: signed.signature),
+                      let announcement = try? ManifestCoding.decoder.decode(KeyAnnouncement.self, from: payload),
+                      announcement.previousPublicKey == current, announcement.fleetID == fleetID,
+                      let keyData = Data(base64Encoded: current),
+                      let key = try? Curve25519.Signing.PublicKey(rawRepresentation: keyData),
+                      key.isValidSignature(signature, for: payload) else { continue }
+                current = announcement.newPublicKey
+                progressed = true
+            }
+        }
+        return current
     }
 }

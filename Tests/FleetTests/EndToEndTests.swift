@@ -151,7 +151,7 @@ struct EndToEndTests {
         slow.metadata.properties["latency_budget_ms"] = "0.00001"
         _ = try await fleet.admin.send("POST", "/api/v1/models?name=fashion", body: try ModelWriter.data(for: slow), contentType: "application/octet-stream")
         try fleet.fleetctl(["deploy", "model", "v2", "--wait", "--timeout", "60s"])
-        #expect(try await fleet.device(named: "p")?.activeModel?.version == "v2")
+        try await eventually("the device runs v2") { try await fleet.device(named: "p")?.activeModel?.version == "v2" }
         let local = FleetHTTPClient(baseURL: fleet.agentURLs["p"]!, token: nil)
         for image in try fashionImages(count: 4) {
             _ = try await local.send("POST", "/v1/infer", body: image, contentType: "application/octet-stream")
@@ -164,5 +164,47 @@ struct EndToEndTests {
         #expect(device.deploymentReason?.contains("reverted to v1") == true, "\(device.deploymentReason ?? "")")
         let (data, _) = try await local.send("POST", "/v1/infer", body: try fashionImages(count: 1)[0], contentType: "application/octet-stream")
         #expect(try FleetJSON.decoder.decode(InferenceResponse.self, from: data).version == "v1")
+    }
+
+    /// The controller's signing key is rotated; agents move their pin through the
+    /// announcement signed by the old key and accept manifests signed by the new one,
+    /// while the retired key can no longer deploy anything.
+    @Test("signing key rotation is announced with the old key and followed by agents")
+    func keyRotation() async throws {
+        let fleet = try TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startController()
+        try fleet.startAgent("k1", token: try await fleet.enrollmentToken())
+        try fleet.startAgent("k2", token: try await fleet.enrollmentToken())
+        try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-cnn.bnn").path, "--name", "fashion"])
+        try fleet.fleetctl(["deploy", "model", "v1", "--wait", "--timeout", "60s"])
+
+        let port = fleet.controllerPort
+        fleet.controller!.stop()
+        let rotation = try TestProcess("fleet-controller", ["rotate-signing-key", "--data-dir", fleet.controllerDataDirectory.path],
+                                       name: "rotate", directory: fleet.root)
+        let newKey = try rotation.waitForLine("new signing public key: ([A-Za-z0-9+/=]+)")
+        let retired = try FileManager.default.contentsOfDirectory(atPath: fleet.controllerDataDirectory.path).first { $0.hasPrefix("signing.key.retired-") }
+        let retiredURL = fleet.controllerDataDirectory.appendingPathComponent(try #require(retired))
+        let mode = try FileManager.default.attributesOfItem(atPath: retiredURL.path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        try fleet.startController(port: port)
+
+        try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-mlp.bnn").path, "--name", "fashion"])
+        try fleet.fleetctl(["deploy", "model", "v2", "--wait", "--timeout", "60s"])
+        try await eventually("every device runs v2") { try await fleet.devices().allSatisfy { $0.activeModel?.version == "v2" } }
+        for name in ["k1", "k2"] {
+            let identity = try JSONSerialization.jsonObject(with: Data(contentsOf: fleet.agentDataDirectory(name).appendingPathComponent("identity.json"))) as! [String: Any]
+            #expect(identity["publicKey"] as? String == newKey)
+        }
+        let oldKey = try Curve25519.Signing.PrivateKey(rawRepresentation: Data(contentsOf: retiredURL))
+        let (deviceID, _) = try fleet.agentIdentity("k1")
+        let fleetID = try await fleet.admin.json("GET", "/api/v1/health", as: [String: String].self)["fleetID"]!
+        let stale = try ManifestSigner(privateKey: oldKey).sign(DeploymentManifest(
+            fleetID: fleetID, deviceID: deviceID, sequence: 50, model: "fashion", version: "v1", sha256: String(repeating: "0", count: 64),
+            size: 10, issuedAt: Date(), blobPath: "/x"))
+        let (_, response) = try await FleetHTTPClient(baseURL: fleet.agentURLs["k1"]!, token: nil)
+            .send("POST", "/v1/push", body: try FleetJSON.encoder.encode(stale), acceptStatuses: [409])
+        #expect(response.statusCode == 409, "a manifest signed with the retired key is refused")
     }
 }

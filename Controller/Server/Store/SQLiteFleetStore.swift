@@ -218,6 +218,13 @@ final class SQLiteFleetStore: FleetStore {
             row.updatedAt = now
             if report.state != .pending { row.nextPushAt = nil }
             try row.update(db)
+            // An activation changes what the device runs now, not at its next heartbeat.
+            if report.state == .active, let deployment = try DeploymentRecord.fetchOne(db, key: deploymentID), !deployment.shadow,
+               let model = try ModelRecord.fetchOne(db, key: deployment.modelID) {
+                let active = ActiveModel(name: model.name, version: model.version, sha256: model.sha256, sequence: deployment.sequence)
+                try db.execute(sql: "UPDATE device SET activeModelJSON = ? WHERE id = ?",
+                               arguments: [String(decoding: try FleetJSON.encoder.encode(active), as: UTF8.self), deviceID])
+            }
         }
     }
 

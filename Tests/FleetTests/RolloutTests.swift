@@ -46,7 +46,7 @@ struct RolloutTests {
         let halted = try await rollout(fleet, first.id)
         #expect(halted.reason?.contains("failed") == true)
         #expect(halted.stages[1].counts["waiting"] == 7, "no device beyond the canaries got v2")
-        #expect(halted.failures.allSatisfy { $0.reason?.contains("accepts at most") == true }, "\(halted.failures)")
+        #expect(halted.failures.allSatisfy { $0.reason?.contains("accepts at most") == true }, "\(halted.failures.map { $0.reason ?? "nil" })")
         #expect(halted.rollbackDeploymentID != nil)
         try await eventually("every device runs v1 after the rollback") {
             try await fleet.devices().allSatisfy { $0.activeModel?.version == "v1" }

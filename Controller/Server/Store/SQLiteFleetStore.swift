@@ -100,8 +100,19 @@ final class SQLiteFleetStore: FleetStore {
 
     func recordHeartbeat(deviceID: String, now: Date, agentVersion: String, pushURL: String, activeModelJSON: String?) async throws {
         try await database.write { db in
+            var activeJSON = activeModelJSON
+            // A heartbeat composed before an activation may arrive after its report: keep
+            // the newer model unless that deployment failed on the device (a revert).
+            if let incoming = activeModelJSON.flatMap({ try? JSONDecoder().decode(ActiveModel.self, from: Data($0.utf8)) }),
+               let stored = try DeviceRecord.fetchOne(db, key: deviceID)?.activeModel, incoming.sequence < stored.sequence {
+                let state = try String.fetchOne(db, sql: "SELECT dd.state FROM deviceDeployment dd JOIN deployment d ON d.id = dd.deploymentID WHERE d.sequence = ? AND dd.deviceID = ?",
+                                                arguments: [stored.sequence, deviceID])
+                if state != DeploymentState.failed.rawValue {
+                    activeJSON = String(decoding: try FleetJSON.encoder.encode(stored), as: UTF8.self)
+                }
+            }
             try db.execute(sql: "UPDATE device SET lastSeen = ?, agentVersion = ?, pushURL = ?, activeModelJSON = ? WHERE id = ?",
-                           arguments: [now, agentVersion, pushURL, activeModelJSON, deviceID])
+                           arguments: [now, agentVersion, pushURL, activeJSON, deviceID])
         }
     }
 
@@ -243,6 +254,12 @@ final class SQLiteFleetStore: FleetStore {
         try await database.write { db in
             guard var row = try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deploymentID, "deviceID": deviceID]) else { return }
             row.pushAttempts += 1
+            // The device may have moved on (e.g. reported a failure via its heartbeat)
+            // while this push was in flight; its report wins.
+            guard row.state == DeploymentState.pending.rawValue else {
+                try row.update(db)
+                return
+            }
             row.updatedAt = now
             if delivered {
                 if row.state == DeploymentState.pending.rawValue { row.state = DeploymentState.notified.rawValue }

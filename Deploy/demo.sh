@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The BitFleet demo fleet on one machine: a controller and agents as separate processes on
 # loopback, the Fashion-MNIST sample models pushed and deployed, real test images fed to
-# every agent so the aggregates are real, then a second version rolled out.
+# every agent so the aggregates are real, then a second version rolled out in stages.
 #
 #   ./Deploy/demo.sh              run until Ctrl-C (which stops every process it started)
 #   ./Deploy/demo.sh --once       run the whole scenario, verify the fleet summary, stop
@@ -105,8 +105,20 @@ feed() {
 log "feeding each agent 100 Fashion-MNIST test images through its local endpoint"
 feed 0
 
-log "deploying fashion v2 (the binary CNN) to every device"
-"$F" deploy model v2 --wait --timeout 2m
+log "rolling out fashion v2 (the binary CNN) in stages: a third of the fleet first, then everyone"
+ROLLOUT=$("$F" deploy model v2 --stages 34%,100% --soak 5s --max-failures 20% --min-devices 1 --auto-rollback --json \
+    | sed -n 's/^  "id" : \([0-9]*\),*/\1/p')
+[ -n "$ROLLOUT" ] || die "the rollout did not start"
+if [ "$ONCE" -eq 0 ] && [ -t 1 ]; then
+    "$F" rollout show "$ROLLOUT" --watch
+else
+    for _ in $(seq 1 120); do
+        "$F" rollout show "$ROLLOUT" --json | grep -q '"state" : "completed"' && break
+        sleep 1
+    done
+    "$F" rollout show "$ROLLOUT"
+fi
+"$F" rollout show "$ROLLOUT" --json | grep -q '"state" : "completed"' || die "rollout $ROLLOUT did not complete"
 feed 100
 log "waiting for the aggregates of the last window to reach the controller"
 sleep 8

@@ -94,7 +94,8 @@ public enum ControllerServer {
             let path = RouterPath(spec.path)
             switch spec.access {
             case .admin:
-                router.group().add(middleware: adminAuth).on(path, method: spec.method, use: spec.handler)
+                router.group().add(middleware: AuditMiddleware(store: store, clock: service.clock)).add(middleware: adminAuth)
+                    .on(path, method: spec.method, use: spec.handler)
             case .device:
                 router.group().add(middleware: deviceAuth).on(path, method: spec.method, use: spec.handler)
             case .enrollment, .anonymous:

@@ -388,6 +388,26 @@ public struct MetricsSummary: Codable, Sendable, Equatable {
     }
 }
 
+/// One admin action in the audit log.
+public struct AuditEntry: Codable, Sendable, Equatable {
+    public var at: Date
+    /// "admin", or "unauthenticated" for refused requests.
+    public var actor: String
+    /// Method and path, e.g. "POST /api/v1/deployments".
+    public var action: String
+    public var status: Int
+    /// Client address.
+    public var remote: String
+
+    public init(at: Date, actor: String, action: String, status: Int, remote: String) {
+        self.at = at
+        self.actor = actor
+        self.action = action
+        self.status = status
+        self.remote = remote
+    }
+}
+
 // MARK: Agent local API
 
 public struct InferenceResponse: Codable, Sendable {

@@ -340,3 +340,24 @@ func parsePercent(_ text: String) throws -> Double {
     }
     return value / 100
 }
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Show the audit log: admin actions and refused admin requests, newest first.",
+        discussion: "Examples:\n  fleetctl audit\n  fleetctl audit --since 7d --json")
+    @OptionGroup var options: ControllerOptions
+    @Option(help: "Time range back from now.") var since = "24h"
+
+    func run() async throws {
+        let client = try options.client()
+        let entries = try await callController {
+            try await client.json("GET", "/api/v1/audit?since=\(Int(try parseDuration(since)))", as: [AuditEntry].self)
+        }
+        try options.emit(entries) {
+            let formatter = ISO8601DateFormatter()
+            print(table([["WHEN", "WHO", "FROM", "ACTION", "STATUS"]] + entries.map {
+                [formatter.string(from: $0.at), $0.actor, $0.remote, $0.action, "\($0.status)"]
+            }))
+        }
+    }
+}

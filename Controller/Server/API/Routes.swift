@@ -39,6 +39,7 @@ struct ControllerRoutes: Sendable {
             RouteSpec(method: .get, path: "/api/v1/rollouts", access: .admin, summary: "list rollouts", handler: listRollouts),
             RouteSpec(method: .get, path: "/api/v1/rollouts/:id", access: .admin, summary: "one rollout with per-stage counters", handler: showRollout),
             RouteSpec(method: .post, path: "/api/v1/rollouts/:id/:action", access: .admin, summary: "pause, resume, abort or rollback", handler: rolloutAction),
+            RouteSpec(method: .get, path: "/api/v1/audit", access: .admin, summary: "the audit log (query: since seconds)", handler: audit),
             RouteSpec(method: .get, path: "/api/v1/status", access: .admin, summary: "fleet summary", handler: status),
             RouteSpec(method: .get, path: "/api/v1/metrics", access: .admin, summary: "aggregate inference metrics (query: since seconds, model)", handler: metrics),
             RouteSpec(method: .post, path: "/api/v1/enroll", access: .enrollment, summary: "enroll a device with an enrollment token", handler: enroll),
@@ -163,6 +164,11 @@ struct ControllerRoutes: Sendable {
         case "rollback": return try JSONResponse.make(try await rollouts.rollBack(id))
         case let other: throw APIError(.notFound, "unknown_action", "'\(other)' is not pause, resume, abort or rollback")
         }
+    }
+
+    func audit(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let seconds = request.uri.queryParameters["since"].flatMap { Double(String($0)) } ?? 86_400
+        return try JSONResponse.make(try await service.store.audit(since: service.clock().addingTimeInterval(-seconds), limit: 1000))
     }
 
     func status(_ request: Request, _ context: FleetRequestContext) async throws -> Response {

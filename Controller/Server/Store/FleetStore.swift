@@ -52,6 +52,9 @@ protocol FleetStore: Sendable {
     func insertEvents(deviceID: String, events: [DeviceEvent]) async throws
     func events(deviceID: String, limit: Int) async throws -> [DeviceEventRecord]
 
+    func insertAudit(_ entry: AuditEntry) async throws
+    func audit(since: Date, limit: Int) async throws -> [AuditEntry]
+
     func mergeAggregates(deviceID: String, windows: [AggregateWindow]) async throws
     func metricWindows(since: Date, model: String?) async throws -> [MetricWindowRecord]
 }

@@ -123,6 +123,16 @@ enum Migrations {
                 t.primaryKey(["deploymentID", "deviceID"])
             }
         }
+        migrator.registerMigration("v5: audit log") { db in
+            try db.create(table: "audit") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .datetime).notNull().indexed()
+                t.column("actor", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("status", .integer).notNull()
+                t.column("remote", .text).notNull()
+            }
+        }
         return migrator
     }
 }

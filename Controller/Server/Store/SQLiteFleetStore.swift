@@ -289,6 +289,22 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
+    func insertAudit(_ entry: AuditEntry) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO audit(at, actor, action, status, remote) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [entry.at, entry.actor, String(entry.action.prefix(500)), entry.status, entry.remote])
+        }
+    }
+
+    func audit(since: Date, limit: Int) async throws -> [AuditEntry] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT at, actor, action, status, remote FROM audit WHERE at >= ? ORDER BY id DESC LIMIT ?",
+                             arguments: [since, limit]).map {
+                AuditEntry(at: $0["at"], actor: $0["actor"], action: $0["action"], status: $0["status"], remote: $0["remote"])
+            }
+        }
+    }
+
     func mergeAggregates(deviceID: String, windows: [AggregateWindow]) async throws {
         let encoder = JSONEncoder()
         try await database.write { db in

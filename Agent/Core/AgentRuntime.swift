@@ -2,6 +2,7 @@ import BitModel
 import FleetKit
 import Foundation
 import Logging
+import Prometheus
 
 /// The agent's state machine: enrollment, heartbeats, and the verify -> download ->
 /// install -> self-test -> switch pipeline for manifests arriving by push or heartbeat.
@@ -12,6 +13,11 @@ public actor AgentRuntime {
     let logger: Logger
     let runner: ModelRunner
     let aggregates: AggregateBuffer
+    /// Local Prometheus metrics (`GET /metrics` on the agent's listener).
+    nonisolated let metrics = PrometheusCollectorRegistry()
+    nonisolated let inferences: Counter
+    nonisolated let inferenceFailures: Counter
+    nonisolated let inferenceLatency: DurationHistogram
     var identity: AgentIdentity?
     var state: AgentState
     var heartbeatInterval: Double
@@ -28,6 +34,13 @@ public actor AgentRuntime {
         state = try files.load(AgentState.self, from: files.stateURL) ?? AgentState()
         heartbeatInterval = configuration.heartbeatInterval ?? 30
         pushURL = configuration.advertisedURL ?? ""
+        inferences = metrics.makeCounter(name: "bitfleet_agent_inferences_total", help: "Inferences served")
+        inferenceFailures = metrics.makeCounter(name: "bitfleet_agent_inference_failures_total", help: "Inference requests that failed")
+        inferenceLatency = metrics.makeDurationHistogram(
+            name: "bitfleet_agent_inference_seconds",
+            buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250)],
+            help: "Model latency per inference")
     }
 
     // MARK: Startup
@@ -298,6 +311,8 @@ public actor AgentRuntime {
         let now = Date()
         do {
             let result = try runner.infer(body: body)
+            inferences.increment()
+            inferenceLatency.record(.nanoseconds(Int64(result.latencyMs * 1e6)))
             aggregates.record(model: result.model.name, version: result.model.version, classes: result.scores.count,
                               predictedClass: result.topClass, latencyMs: result.latencyMs, confidence: result.confidence, now: now)
             if let shadow = runner.shadowInfer(result.input) {
@@ -312,6 +327,7 @@ public actor AgentRuntime {
             }
             return result
         } catch {
+            inferenceFailures.increment()
             if let current = runner.current {
                 aggregates.record(model: current.installed.name, version: current.installed.version,
                                   classes: current.session.outputElementCount, predictedClass: nil, latencyMs: 0, confidence: 0, now: now)
@@ -376,4 +392,20 @@ public actor AgentRuntime {
     }
 
     public func persistAggregates() { try? aggregates.persist() }
+
+    /// Prometheus text: counters and histograms plus the models and buffer size now.
+    public func prometheusText() -> String {
+        var lines = [metrics.emitToString(), "# HELP bitfleet_agent_model_info Models installed on this device",
+                     "# TYPE bitfleet_agent_model_info gauge"]
+        for (role, model) in [("active", state.active), ("previous", state.previous), ("shadow", state.shadow)] {
+            if let model { lines.append("bitfleet_agent_model_info{role=\"\(role)\",model=\"\(model.name)\",version=\"\(model.version)\",sequence=\"\(model.sequence)\"} 1") }
+        }
+        lines.append("# HELP bitfleet_agent_buffered_windows Aggregate windows waiting to be sent")
+        lines.append("# TYPE bitfleet_agent_buffered_windows gauge")
+        lines.append("bitfleet_agent_buffered_windows \(aggregates.count)")
+        lines.append("# HELP bitfleet_agent_pending_reports Deployment reports waiting to be sent")
+        lines.append("# TYPE bitfleet_agent_pending_reports gauge")
+        lines.append("bitfleet_agent_pending_reports \(state.pendingReports.count)")
+        return lines.joined(separator: "\n") + "\n"
+    }
 }

@@ -35,6 +35,10 @@ public enum AgentServer {
         let router = Router(context: AgentRequestContext.self)
         router.get("/v1/health") { _, _ in "ok" }
         router.get("/v1/status") { _, _ in try json(await runtime.status()) }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: await runtime.prometheusText())))
+        }
         router.post("/v1/push") { request, context in
             var request = request
             let body = try await request.collectBody(upTo: 64 * 1024)

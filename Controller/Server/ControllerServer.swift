@@ -88,6 +88,7 @@ public enum ControllerServer {
 
         let router = Router(context: FleetRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        router.add(middleware: MetricsMiddleware(metrics: service.metrics))
         let adminAuth = AuthMiddleware(required: .admin, service: service) { try await store.setting(adminTokenSetting) }
         let deviceAuth = AuthMiddleware(required: .device, service: service) { nil }
         for spec in routes.specs {

@@ -14,6 +14,7 @@ struct FleetService: Sendable {
     let fleetID: String
     let configuration: ControllerConfiguration
     let clock: @Sendable () -> Date
+    let metrics = ControllerMetrics()
 
     // MARK: Registry
 
@@ -145,6 +146,9 @@ struct FleetService: Sendable {
     // MARK: Heartbeats
 
     func heartbeat(device: DeviceRecord, _ request: HeartbeatRequest) async throws -> HeartbeatResponse {
+        metrics.heartbeats.increment()
+        let start = ContinuousClock.now
+        defer { metrics.heartbeatDuration.record(ContinuousClock.now - start) }
         guard request.reports.count <= 1000, request.aggregates.count <= 10_000 else {
             throw APIError(.contentTooLarge, "too_many_items", "at most 1000 reports and 10000 aggregate windows per heartbeat")
         }

@@ -54,9 +54,11 @@ final class PushService: Sendable {
             let target = device.pushURL.hasSuffix("/") ? device.pushURL + "v1/push" : device.pushURL + "/v1/push"
             do {
                 _ = try await client.send("POST", target, body: try FleetJSON.encoder.encode(manifest))
+                service.metrics.pushesDelivered.increment()
                 try await service.store.recordPush(deploymentID: row.deploymentID, deviceID: row.deviceID, delivered: true,
                                                    error: nil, nextAttempt: nil, now: service.clock())
             } catch {
+                service.metrics.pushesFailed.increment()
                 let next = service.clock().addingTimeInterval(Self.backoff(afterAttempts: row.pushAttempts + 1))
                 logger.info("push to \(device.id) failed (attempt \(row.pushAttempts + 1)), retrying later: \(error)")
                 try await service.store.recordPush(deploymentID: row.deploymentID, deviceID: row.deviceID, delivered: false,

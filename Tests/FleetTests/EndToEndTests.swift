@@ -54,6 +54,19 @@ struct EndToEndTests {
         var expectedCounts = [Int](repeating: 0, count: 10)
         for p in predictions { expectedCounts[p] += 1 }
         #expect(metrics.entries.first?.classCounts == expectedCounts)
+        // Prometheus: the controller's fleet gauges and the agent's own counters.
+        let (controllerMetrics, _) = try await fleet.admin.send("GET", "/metrics")
+        let exposition = String(decoding: controllerMetrics, as: UTF8.self)
+        #expect(exposition.contains("bitfleet_devices{status=\"online\"} 3"), "\(exposition.prefix(2000))")
+        #expect(exposition.contains("bitfleet_devices_running{model=\"fashion\",version=\"v1\"} 3"))
+        #expect(exposition.contains("bitfleet_heartbeats_total"))
+        #expect(exposition.contains("bitfleet_http_request_duration_seconds_bucket"))
+        let (_, unauthorized) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: nil).send("GET", "/metrics", acceptStatuses: [401])
+        #expect(unauthorized.statusCode == 401)
+        let agentMetrics = String(decoding: try await local.send("GET", "/metrics").0, as: UTF8.self)
+        #expect(agentMetrics.contains("bitfleet_agent_inferences_total 20"), "\(agentMetrics.prefix(1500))")
+        #expect(agentMetrics.contains("bitfleet_agent_model_info{role=\"active\",model=\"fashion\",version=\"v1\""))
+
         // No image (not even a 24-byte run of its pixels) appears in anything agent a sent.
         let sent = proxy.clientBytes
         #expect(sent.count > 0)

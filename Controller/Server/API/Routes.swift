@@ -25,6 +25,7 @@ struct ControllerRoutes: Sendable {
     var specs: [RouteSpec] {
         [
             RouteSpec(method: .get, path: "/api/v1/health", access: .anonymous, summary: "liveness and fleet id", handler: health),
+            RouteSpec(method: .get, path: "/metrics", access: .admin, summary: "Prometheus metrics", handler: prometheus),
             RouteSpec(method: .post, path: "/api/v1/models", access: .admin, summary: "upload a .bnn or ONNX model (query: name, version)", handler: uploadModel),
             RouteSpec(method: .get, path: "/api/v1/models", access: .admin, summary: "list model versions", handler: listModels),
             RouteSpec(method: .post, path: "/api/v1/enrollment-tokens", access: .admin, summary: "create a one-time enrollment token", handler: createToken),
@@ -54,6 +55,12 @@ struct ControllerRoutes: Sendable {
 
     func health(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         try JSONResponse.make(["status": "ok", "fleetID": service.fleetID])
+    }
+
+    func prometheus(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let text = try await service.metrics.exposition(service: service, rollouts: rollouts)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     func uploadModel(_ request: Request, _ context: FleetRequestContext) async throws -> Response {

@@ -92,7 +92,7 @@ let package = Package(
         ),
         .testTarget(name: "BitModelTests", dependencies: ["BitModel"]),
         .testTarget(name: "BitEngineTests", dependencies: ["BitEngine", "BitModel"]),
-        .testTarget(name: "FleetKitTests", dependencies: ["FleetKit", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "FleetKitTests", dependencies: ["FleetKit", "BitModel", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "ControllerTests",
             dependencies: ["FleetController", "FleetKit", "BitModel", .product(name: "Crypto", package: "swift-crypto")]

@@ -67,6 +67,10 @@ struct AgentState: Codable, Sendable {
     var pendingReports: [DeploymentReport] = []
     /// Events not yet sent, e.g. manifests refused (bad signature, replay, other device).
     var pendingEvents: [DeviceEvent] = []
+    /// The fleet's privacy settings, as the controller last sent them.
+    var privacy = PrivacySettings()
+    /// Differential-privacy epsilon spent on released windows so far.
+    var epsilonSpent: Double = 0
     /// Set while a newly activated model is on probation (see AgentRuntime.probation).
     var probation: Probation?
     /// Last failed sequence and when, so a permanently broken deployment is retried slowly.

@@ -138,9 +138,16 @@ public actor AgentRuntime {
         let reports = state.pendingReports
         let events = state.pendingEvents
         let shadowReports = aggregates.pendingShadow
-        let request = HeartbeatRequest(agentVersion: agentVersion, pushURL: pushURL, activeModel: state.active?.activeModel,
-                                       reports: reports, aggregates: windows, events: events, shadow: shadowReports)
+        // Privacy mechanisms run on a copy; the buffer keeps the exact windows until acknowledged.
+        var mechanism = PrivacyMechanism(settings: state.privacy, random: SystemRandomNumberGenerator())
+        let released = windows.map { mechanism.protect($0) }
+        let spent = state.epsilonSpent + (state.privacy.epsilon ?? 0) * Double(released.count)
+        var request = HeartbeatRequest(agentVersion: agentVersion, pushURL: pushURL, activeModel: state.active?.activeModel,
+                                       reports: reports, aggregates: released, events: events, shadow: shadowReports)
+        request.epsilonSpent = state.privacy.epsilon == nil && state.epsilonSpent == 0 ? nil : spent
         let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
+        state.epsilonSpent = spent
+        state.privacy = response.privacy
         aggregates.acknowledge(windows)
         aggregates.acknowledgeShadow(shadowReports)
         state.pendingReports.removeFirst(min(reports.count, state.pendingReports.count))

@@ -175,7 +175,7 @@ struct FleetService: Sendable {
             try await store.mergeAggregates(deviceID: device.id, windows: request.aggregates)
         }
         return HeartbeatResponse(desired: try await desiredManifest(deviceID: device.id), heartbeatInterval: configuration.heartbeatInterval,
-                                 keyAnnouncements: try await ControllerServer.keyAnnouncements(store))
+                                 keyAnnouncements: try await ControllerServer.keyAnnouncements(store), privacy: try await privacySettings())
     }
 
     /// The signed manifest of the device's desired deployment.
@@ -245,6 +245,34 @@ struct FleetService: Sendable {
         return DeploymentInfo(id: deployment.id!, sequence: deployment.sequence, model: model?.name ?? "?", version: model?.version ?? "?",
                               sha256: model?.sha256 ?? "", target: deployment.target, createdAt: deployment.createdAt,
                               createdBy: deployment.createdBy, counts: counts, devices: devices)
+    }
+
+    // MARK: Privacy
+
+    static let privacySetting = "privacy"
+
+    func privacySettings() async throws -> PrivacySettings {
+        guard let text = try await store.setting(Self.privacySetting) else { return PrivacySettings() }
+        return (try? FleetJSON.decoder.decode(PrivacySettings.self, from: Data(text.utf8))) ?? PrivacySettings()
+    }
+
+    func setPrivacySettings(_ settings: PrivacySettings) async throws {
+        guard settings.isValid else {
+            throw APIError(.badRequest, "invalid_privacy", "minCount must be 0...1000000 and epsilon in (0, 100]")
+        }
+        try await store.setSetting(Self.privacySetting, String(decoding: try FleetJSON.encoder.encode(settings), as: UTF8.self))
+    }
+
+    /// The ledger entry of one heartbeat: its size and which fields carried something.
+    static func ledgerEntry(_ request: HeartbeatRequest, bytes: Int, at: Date) -> UploadRecord {
+        var fields = ["state: agent version, push URL, active model"]
+        if !request.aggregates.isEmpty {
+            fields.append("aggregates: \(request.aggregates.count) windows (counts per class, latency and confidence histograms, errors)")
+        }
+        if !request.reports.isEmpty { fields.append("deployment reports: \(request.reports.count)") }
+        if !request.events.isEmpty { fields.append("events: \(request.events.count)") }
+        if !request.shadow.isEmpty { fields.append("shadow-evaluation counts: \(request.shadow.count)") }
+        return UploadRecord(at: at, bytes: bytes, fields: fields, epsilonSpent: request.epsilonSpent)
     }
 
     // MARK: Fleet views

@@ -153,6 +153,8 @@ public struct HeartbeatRequest: Codable, Sendable {
     public var events: [DeviceEvent]
     /// Shadow-evaluation counts since the last heartbeat.
     public var shadow: [ShadowReport]
+    /// Total differential-privacy epsilon this device has spent on released windows.
+    public var epsilonSpent: Double?
     public init(agentVersion: String, pushURL: String, activeModel: ActiveModel?, reports: [DeploymentReport],
                 aggregates: [AggregateWindow], events: [DeviceEvent], shadow: [ShadowReport] = []) {
         self.shadow = shadow
@@ -172,7 +174,11 @@ public struct HeartbeatResponse: Codable, Sendable {
     public var heartbeatInterval: Double
     /// Signing-key rotations, oldest first; agents follow them from their pinned key.
     public var keyAnnouncements: [SignedKeyAnnouncement]
-    public init(desired: SignedManifest?, heartbeatInterval: Double, keyAnnouncements: [SignedKeyAnnouncement] = []) {
+    /// The fleet's privacy settings, applied by the agent before aggregates leave it.
+    public var privacy: PrivacySettings
+    public init(desired: SignedManifest?, heartbeatInterval: Double, keyAnnouncements: [SignedKeyAnnouncement] = [],
+                privacy: PrivacySettings = PrivacySettings()) {
+        self.privacy = privacy
         self.keyAnnouncements = keyAnnouncements
         self.desired = desired
         self.heartbeatInterval = heartbeatInterval
@@ -405,6 +411,22 @@ public struct AuditEntry: Codable, Sendable, Equatable {
         self.action = action
         self.status = status
         self.remote = remote
+    }
+}
+
+/// One heartbeat as the controller received it: the device's privacy ledger.
+public struct UploadRecord: Codable, Sendable, Equatable {
+    public var at: Date
+    public var bytes: Int
+    /// What the upload contained, e.g. ["aggregates: 2 windows", "reports: 1"].
+    public var fields: [String]
+    public var epsilonSpent: Double?
+
+    public init(at: Date, bytes: Int, fields: [String], epsilonSpent: Double?) {
+        self.at = at
+        self.bytes = bytes
+        self.fields = fields
+        self.epsilonSpent = epsilonSpent
     }
 }
 

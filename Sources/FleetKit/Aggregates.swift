@@ -20,6 +20,11 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
     public var latencyHistogram: [Int]
     /// confidenceBuckets counts over [0, 1].
     public var confidenceHistogram: [Int]
+    /// The privacy mechanisms applied on the device, e.g. "laplace epsilon=1.0"; noisy
+    /// counts may be negative (that keeps sums over many windows unbiased).
+    public var privacy: String?
+    /// Classes whose count was below the fleet's minimum and is withheld (sent as 0).
+    public var suppressedClasses: [Int]?
 
     public init(start: Date, end: Date, model: String, version: String, classes: Int) {
         self.start = start
@@ -55,6 +60,7 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
             for i in b.indices { a[i] += b[i] }
         }
         add(&classCounts, other.classCounts)
+        if privacy == nil { privacy = other.privacy }
         add(&latencyHistogram, other.latencyHistogram)
         add(&confidenceHistogram, other.confidenceHistogram)
     }
@@ -76,9 +82,11 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
 
     /// Structural sanity of a window received from a device.
     public var isWellFormed: Bool {
-        inferences >= 0 && errors >= 0 && classCounts.count <= 100_000 && classCounts.allSatisfy { $0 >= 0 }
-            && latencyHistogram.count == Self.latencyBucketsMs.count + 1 && latencyHistogram.allSatisfy { $0 >= 0 }
-            && confidenceHistogram.count == Self.confidenceBuckets && confidenceHistogram.allSatisfy { $0 >= 0 }
-            && start <= end && model.count <= 256 && version.count <= 256
+        let noisy = privacy?.contains("laplace") == true
+        let counts = [inferences, errors] + classCounts + latencyHistogram + confidenceHistogram
+        return (noisy || counts.allSatisfy { $0 >= 0 }) && counts.allSatisfy { abs($0) < 1 << 40 }
+            && classCounts.count <= 100_000 && latencyHistogram.count == Self.latencyBucketsMs.count + 1
+            && confidenceHistogram.count == Self.confidenceBuckets && start <= end && model.count <= 256 && version.count <= 256
+            && (privacy?.count ?? 0) <= 200 && (suppressedClasses?.count ?? 0) <= classCounts.count
     }
 }

@@ -236,13 +236,14 @@ struct ShowDeviceCommand: AsyncParsableCommand {
     @OptionGroup var options: ControllerOptions
     @Argument(help: "Device id.") var id: String
 
-    struct Report: Encodable { var device: DeviceInfo; var events: [DeviceEvent] }
+    struct Report: Encodable { var device: DeviceInfo; var events: [DeviceEvent]; var uploads: [UploadRecord] }
 
     func run() async throws {
         let client = try options.client()
         let device = try await callController { try await client.json("GET", "/api/v1/devices/\(id)", as: DeviceInfo.self) }
         let events = try await callController { try await client.json("GET", "/api/v1/devices/\(id)/events", as: [DeviceEvent].self) }
-        try options.emit(Report(device: device, events: events)) {
+        let uploads = try await callController { try await client.json("GET", "/api/v1/devices/\(id)/uploads", as: [UploadRecord].self) }
+        try options.emit(Report(device: device, events: events, uploads: uploads)) {
             print("\(device.name) (\(device.id)): \(device.status), last seen \(ago(device.lastSeen)), agent \(device.agentVersion)")
             print("labels: \(device.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))")
             print("push address: \(device.pushURL.isEmpty ? "-" : device.pushURL)")
@@ -251,6 +252,10 @@ struct ShowDeviceCommand: AsyncParsableCommand {
                 print("desired deployment #\(device.desiredSequence ?? 0): \(state.rawValue)\(device.deploymentReason.map { " - \($0)" } ?? "")")
             }
             for event in events.prefix(10) { print("event \(ago(event.at)): \(event.kind): \(event.message)") }
+            print("privacy ledger (\(uploads.count) uploads, newest first):")
+            for upload in uploads.prefix(5) {
+                print("  \(ago(upload.at)): \(upload.bytes) bytes: \(upload.fields.joined(separator: "; "))\(upload.epsilonSpent.map { ", epsilon spent \($0)" } ?? "")")
+            }
         }
     }
 }
@@ -358,6 +363,36 @@ struct AuditCommand: AsyncParsableCommand {
             print(table([["WHEN", "WHO", "FROM", "ACTION", "STATUS"]] + entries.map {
                 [formatter.string(from: $0.at), $0.actor, $0.remote, $0.action, "\($0.status)"]
             }))
+        }
+    }
+}
+
+struct PrivacyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "privacy", abstract: "Show or set the fleet's privacy settings for aggregates (docs/PRIVACY.md).",
+        discussion: """
+        Examples:
+          fleetctl privacy
+          fleetctl privacy --min-count 5 --epsilon 1.0     # suppression below 5, Laplace noise, epsilon 1 per window
+          fleetctl privacy --min-count 0 --no-noise         # both off
+        """)
+    @OptionGroup var options: ControllerOptions
+    @Option(help: "Withhold class counts below this (0 = off).") var minCount: Int?
+    @Option(help: "Per-window epsilon of the Laplace mechanism.") var epsilon: Double?
+    @Flag(help: "Turn the Laplace noise off.") var noNoise = false
+
+    func run() async throws {
+        let client = try options.client()
+        var settings = try await callController { try await client.json("GET", "/api/v1/privacy", as: PrivacySettings.self) }
+        if minCount != nil || epsilon != nil || noNoise {
+            if let minCount { settings.minCount = minCount }
+            if let epsilon { settings.epsilon = epsilon }
+            if noNoise { settings.epsilon = nil }
+            settings = try await callController { try await client.json("PUT", "/api/v1/privacy", body: settings, as: PrivacySettings.self) }
+        }
+        try options.emit(settings) {
+            print("minimum count: \(settings.minCount == 0 ? "off" : "\(settings.minCount)")")
+            print("Laplace noise: \(settings.epsilon.map { "epsilon \($0) per window (scale \(PrivacySettings.sensitivity / $0))" } ?? "off")")
         }
     }
 }

@@ -40,6 +40,9 @@ struct ControllerRoutes: Sendable {
             RouteSpec(method: .get, path: "/api/v1/rollouts", access: .admin, summary: "list rollouts", handler: listRollouts),
             RouteSpec(method: .get, path: "/api/v1/rollouts/:id", access: .admin, summary: "one rollout with per-stage counters", handler: showRollout),
             RouteSpec(method: .post, path: "/api/v1/rollouts/:id/:action", access: .admin, summary: "pause, resume, abort or rollback", handler: rolloutAction),
+            RouteSpec(method: .get, path: "/api/v1/privacy", access: .admin, summary: "the fleet's privacy settings", handler: getPrivacy),
+            RouteSpec(method: .put, path: "/api/v1/privacy", access: .admin, summary: "set the fleet's privacy settings", handler: putPrivacy),
+            RouteSpec(method: .get, path: "/api/v1/devices/:id/uploads", access: .admin, summary: "a device's privacy ledger", handler: deviceUploads),
             RouteSpec(method: .get, path: "/api/v1/audit", access: .admin, summary: "the audit log (query: since seconds)", handler: audit),
             RouteSpec(method: .get, path: "/api/v1/status", access: .admin, summary: "fleet summary", handler: status),
             RouteSpec(method: .get, path: "/api/v1/metrics", access: .admin, summary: "aggregate inference metrics (query: since seconds, model)", handler: metrics),
@@ -173,6 +176,22 @@ struct ControllerRoutes: Sendable {
         }
     }
 
+    func getPrivacy(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        try JSONResponse.make(try await service.privacySettings())
+    }
+
+    func putPrivacy(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let body = try await request.decode(as: PrivacySettings.self, context: context)
+        try await service.setPrivacySettings(body)
+        return try JSONResponse.make(body)
+    }
+
+    func deviceUploads(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard try await service.store.device(id: id) != nil else { throw APIError(.notFound, "unknown_device", "no device '\(id)'") }
+        return try JSONResponse.make(try await service.store.uploads(deviceID: id, limit: 500))
+    }
+
     func audit(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         let seconds = request.uri.queryParameters["since"].flatMap { Double(String($0)) } ?? 86_400
         return try JSONResponse.make(try await service.store.audit(since: service.clock().addingTimeInterval(-seconds), limit: 1000))
@@ -199,8 +218,12 @@ struct ControllerRoutes: Sendable {
 
     func heartbeat(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         guard let device = context.device else { throw APIError(.unauthorized, "unauthorized", "device credential required") }
-        let body = try await request.decode(as: HeartbeatRequest.self, context: context)
-        return try JSONResponse.make(try await service.heartbeat(device: device, body))
+        var request = request
+        let raw = try await request.collectBody(upTo: context.maxUploadSize)
+        let body = try FleetJSON.decoder.decode(HeartbeatRequest.self, from: Data(buffer: raw))
+        let response = try await service.heartbeat(device: device, body)
+        try await service.store.insertUpload(deviceID: device.id, FleetService.ledgerEntry(body, bytes: raw.readableBytes, at: service.clock()))
+        return try JSONResponse.make(response)
     }
 
     func reports(_ request: Request, _ context: FleetRequestContext) async throws -> Response {

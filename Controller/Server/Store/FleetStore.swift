@@ -52,6 +52,8 @@ protocol FleetStore: Sendable {
     func insertEvents(deviceID: String, events: [DeviceEvent]) async throws
     func events(deviceID: String, limit: Int) async throws -> [DeviceEventRecord]
 
+    func insertUpload(deviceID: String, _ upload: UploadRecord) async throws
+    func uploads(deviceID: String, limit: Int) async throws -> [UploadRecord]
     func insertAudit(_ entry: AuditEntry) async throws
     func audit(since: Date, limit: Int) async throws -> [AuditEntry]
 

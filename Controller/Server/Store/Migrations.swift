@@ -133,6 +133,17 @@ enum Migrations {
                 t.column("remote", .text).notNull()
             }
         }
+        migrator.registerMigration("v6: upload ledger") { db in
+            try db.create(table: "upload") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("deviceID", .text).notNull().references("device")
+                t.column("at", .datetime).notNull()
+                t.column("bytes", .integer).notNull()
+                t.column("fieldsJSON", .text).notNull()
+                t.column("epsilonSpent", .double)
+            }
+            try db.create(index: "upload_device", on: "upload", columns: ["deviceID", "id"])
+        }
         return migrator
     }
 }

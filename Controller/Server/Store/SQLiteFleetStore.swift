@@ -289,6 +289,25 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
+    func insertUpload(deviceID: String, _ upload: UploadRecord) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO upload(deviceID, at, bytes, fieldsJSON, epsilonSpent) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [deviceID, upload.at, upload.bytes, String(decoding: try JSONEncoder().encode(upload.fields), as: UTF8.self),
+                                       upload.epsilonSpent])
+        }
+    }
+
+    func uploads(deviceID: String, limit: Int) async throws -> [UploadRecord] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT at, bytes, fieldsJSON, epsilonSpent FROM upload WHERE deviceID = ? ORDER BY id DESC LIMIT ?",
+                             arguments: [deviceID, limit]).map { row in
+                UploadRecord(at: row["at"], bytes: row["bytes"],
+                             fields: (try? JSONDecoder().decode([String].self, from: Data((row["fieldsJSON"] as String).utf8))) ?? [],
+                             epsilonSpent: row["epsilonSpent"])
+            }
+        }
+    }
+
     func insertAudit(_ entry: AuditEntry) async throws {
         try await database.write { db in
             try db.execute(sql: "INSERT INTO audit(at, actor, action, status, remote) VALUES (?, ?, ?, ?, ?)",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every BitFleet test: installs what is missing, checks that the committed ONNX
-# fixtures still match a freshly installed ONNX Runtime, then runs `swift test`.
+# fixtures still match a freshly installed ONNX Runtime, runs `swift test`, then drives
+# the dashboard in headless Chromium (Tests/Browser/dashboard_test.py).
 #
 #   ./scripts/test.sh            all tests
 #   ./scripts/test.sh --filter X only Swift tests matching X (fixture check skipped)
@@ -12,7 +13,8 @@ require_swift
 require_system_packages
 
 if [ $# -eq 0 ]; then
-    python_env tools/onnx_fixtures/requirements.txt
+    apt_install chromium
+    python_env tools/onnx_fixtures/requirements.txt Tests/Browser/requirements.txt
     log "checking the ONNX fixtures against ONNX Runtime"
     "$BITFLEET_PYTHON" tools/onnx_fixtures/gen_fixtures.py --check
 fi
@@ -20,3 +22,8 @@ fi
 log "building and running the Swift tests"
 swift build --build-tests
 swift test --skip-build "$@"
+
+if [ $# -eq 0 ]; then
+    log "driving the dashboard in headless Chromium"
+    "$BITFLEET_PYTHON" Tests/Browser/dashboard_test.py --bin "$(swift build --show-bin-path)"
+fi

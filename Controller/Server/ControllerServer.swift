@@ -104,6 +104,29 @@ public enum ControllerServer {
             }
         }
 
+        // The dashboard: HTML pages behind a session cookie (see Dashboard/).
+        let sessions = DashboardSessions(store: store, clock: service.clock)
+        let pages = DashboardPages(service: service, rollouts: routes.rollouts, sessions: sessions)
+        router.get("/login", use: pages.loginForm)
+        router.post("/login") { request, context in
+            try await pages.login(request, context, adminTokenHash: try await store.setting(adminTokenSetting))
+        }
+        router.get("/login/link/:code", use: pages.loginLink)
+        router.post("/logout", use: pages.logout)
+        router.get("/", use: pages.overview)
+        router.get("/devices", use: pages.devices)
+        router.get("/devices/:id", use: pages.device)
+        router.get("/models", use: pages.models)
+        router.get("/rollouts", use: pages.rolloutList)
+        router.get("/rollouts/:id", use: pages.rollout)
+        router.post("/rollouts/:id/:action", use: pages.rolloutAction)
+        router.get("/charts", use: pages.charts)
+        router.group().add(middleware: AuditMiddleware(store: store, clock: service.clock)).add(middleware: adminAuth)
+            .post("/api/v1/login-links") { _, _ in
+                let code = try await sessions.createLoginLink()
+                return try JSONResponse.make(["path": "/login/link/\(code)", "expiresInSeconds": "120"], status: .created)
+            }
+
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitfleet-controller"),

@@ -396,3 +396,17 @@ struct PrivacyCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct DashboardCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dashboard", abstract: "Print a one-time sign-in link to the controller's web dashboard (valid 2 minutes).",
+        discussion: "Example:\n  fleetctl dashboard     # open the printed URL in a browser")
+    @OptionGroup var options: ControllerOptions
+
+    func run() async throws {
+        let client = try options.client()
+        let link = try await callController { try await client.json("POST", "/api/v1/login-links", as: [String: String].self) }
+        let url = client.url(link["path"] ?? "/login")
+        try options.emit(["url": url.absoluteString]) { print(url.absoluteString) }
+    }
+}

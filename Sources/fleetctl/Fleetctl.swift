@@ -17,7 +17,7 @@ struct Fleetctl: AsyncParsableCommand {
           fleetctl model bench model.bnn --threads 2 --runs 50 --json
         """,
         subcommands: [ModelCommand.self, DeployCommand.self, RolloutCommand.self, DevicesCommand.self, DeviceCommand.self, EnrollTokenCommand.self,
-                      StatusCommand.self, MetricsCommand.self, AuditCommand.self, PrivacyCommand.self]
+                      StatusCommand.self, MetricsCommand.self, AuditCommand.self, PrivacyCommand.self, DashboardCommand.self]
     )
 }
 

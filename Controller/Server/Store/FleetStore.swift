@@ -54,6 +54,15 @@ protocol FleetStore: Sendable {
 
     func insertUpload(deviceID: String, _ upload: UploadRecord) async throws
     func uploads(deviceID: String, limit: Int) async throws -> [UploadRecord]
+    func insertSession(tokenHash: String, csrf: String, expiresAt: Date) async throws
+    /// The CSRF token of a live session.
+    func session(tokenHash: String, now: Date) async throws -> String?
+    func deleteSession(tokenHash: String) async throws
+    func insertLoginLink(codeHash: String, expiresAt: Date) async throws
+    /// Marks an unused, unexpired login link used; false otherwise.
+    func consumeLoginLink(codeHash: String, now: Date) async throws -> Bool
+    /// Every deployment that included the device, newest first, with its state there.
+    func deviceHistory(deviceID: String) async throws -> [(DeploymentRecord, DeviceDeploymentRecord)]
     func insertAudit(_ entry: AuditEntry) async throws
     func audit(since: Date, limit: Int) async throws -> [AuditEntry]
 

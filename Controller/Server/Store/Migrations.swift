@@ -144,6 +144,18 @@ enum Migrations {
             }
             try db.create(index: "upload_device", on: "upload", columns: ["deviceID", "id"])
         }
+        migrator.registerMigration("v7: dashboard sessions") { db in
+            try db.create(table: "session") { t in
+                t.primaryKey("tokenHash", .text)
+                t.column("csrf", .text).notNull()
+                t.column("expiresAt", .datetime).notNull()
+            }
+            try db.create(table: "loginLink") { t in
+                t.primaryKey("codeHash", .text)
+                t.column("expiresAt", .datetime).notNull()
+                t.column("usedAt", .datetime)
+            }
+        }
         return migrator
     }
 }

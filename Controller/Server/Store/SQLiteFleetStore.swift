@@ -308,6 +308,45 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
+    func insertSession(tokenHash: String, csrf: String, expiresAt: Date) async throws {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM session WHERE expiresAt < ?", arguments: [Date()])
+            try db.execute(sql: "INSERT INTO session(tokenHash, csrf, expiresAt) VALUES (?, ?, ?)", arguments: [tokenHash, csrf, expiresAt])
+        }
+    }
+
+    func session(tokenHash: String, now: Date) async throws -> String? {
+        try await database.read { db in
+            try String.fetchOne(db, sql: "SELECT csrf FROM session WHERE tokenHash = ? AND expiresAt > ?", arguments: [tokenHash, now])
+        }
+    }
+
+    func deleteSession(tokenHash: String) async throws {
+        try await database.write { db in try db.execute(sql: "DELETE FROM session WHERE tokenHash = ?", arguments: [tokenHash]) }
+    }
+
+    func insertLoginLink(codeHash: String, expiresAt: Date) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO loginLink(codeHash, expiresAt) VALUES (?, ?)", arguments: [codeHash, expiresAt])
+        }
+    }
+
+    func consumeLoginLink(codeHash: String, now: Date) async throws -> Bool {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE loginLink SET usedAt = ? WHERE codeHash = ? AND usedAt IS NULL AND expiresAt > ?",
+                           arguments: [now, codeHash, now])
+            return db.changesCount == 1
+        }
+    }
+
+    func deviceHistory(deviceID: String) async throws -> [(DeploymentRecord, DeviceDeploymentRecord)] {
+        try await database.read { db in
+            let rows = try DeviceDeploymentRecord.filter(Column("deviceID") == deviceID).fetchAll(db)
+            return try rows.compactMap { row in try DeploymentRecord.fetchOne(db, key: row.deploymentID).map { ($0, row) } }
+                .sorted { $0.0.sequence > $1.0.sequence }
+        }
+    }
+
     func insertAudit(_ entry: AuditEntry) async throws {
         try await database.write { db in
             try db.execute(sql: "INSERT INTO audit(at, actor, action, status, remote) VALUES (?, ?, ?, ?, ?)",

@@ -129,6 +129,7 @@ log "fleet summary"
 "$F" devices list
 "$F" metrics --since 1h
 echo
+echo "dashboard:       $("$F" dashboard)   (one-time sign-in link; \`fleetctl dashboard\` makes another, or sign in at $FLEET_CONTROLLER/login with the token)"
 echo "controller API:  $FLEET_CONTROLLER/api/v1/status"
 echo "admin token:     $FLEET_TOKEN   (also in $DATA/admin.token)"
 echo "try:             FLEET_CONTROLLER=$FLEET_CONTROLLER FLEET_TOKEN=\$(cat $DATA/admin.token) $F devices list"

@@ -220,15 +220,7 @@ public actor AgentRuntime {
         logger.info("installing \(manifest.model) \(manifest.version) (sequence \(manifest.sequence))")
         let target = files.modelURL(sha256: installed.sha256)
         do {
-            guard manifest.size <= configuration.maxModelBytes else {
-                throw InstallError(description: "the model needs \(manifest.size) bytes, this device accepts at most \(configuration.maxModelBytes)")
-            }
-            if !FileManager.default.fileExists(atPath: target.path) || (try? FileDigest.sha256Hex(of: target)) != installed.sha256 {
-                await report(manifest.sequence, .downloading)
-                let downloader = BlobDownloader(client: controller, files: files)
-                let part = try await downloader.download(manifest)
-                try Self.atomicMove(part, to: target)
-            }
+            try await fetch(manifest, to: target)
             await report(manifest.sequence, .installed)
             let loaded = try runner.prepare(installed, file: target)
             // Switch: the previous slot keeps the model we were running.
@@ -259,20 +251,27 @@ public actor AgentRuntime {
 
     struct InstallError: Error, CustomStringConvertible { var description: String }
 
+    /// Puts the manifest's verified blob at `target`, downloading (resumably) unless an
+    /// identical file is already installed.
+    private func fetch(_ manifest: DeploymentManifest, to target: URL) async throws {
+        guard manifest.size <= configuration.maxModelBytes else {
+            throw InstallError(description: "the model needs \(manifest.size) bytes, this device accepts at most \(configuration.maxModelBytes)")
+        }
+        if FileManager.default.fileExists(atPath: target.path), (try? FileDigest.sha256Hex(of: target)) == manifest.sha256.lowercased() {
+            return
+        }
+        await report(manifest.sequence, .downloading)
+        let part = try await BlobDownloader(client: controller, files: files).download(manifest)
+        try Self.atomicMove(part, to: target)
+    }
+
     /// Installs a model for shadow evaluation: same checks as an activation, but it only
     /// runs next to the active model and its results are never served.
     private func installShadow(_ manifest: DeploymentManifest) async {
         let installed = InstalledModel(name: manifest.model, version: manifest.version, sha256: manifest.sha256.lowercased(), sequence: manifest.sequence)
         let target = files.modelURL(sha256: installed.sha256)
         do {
-            guard manifest.size <= configuration.maxModelBytes else {
-                throw InstallError(description: "the model needs \(manifest.size) bytes, this device accepts at most \(configuration.maxModelBytes)")
-            }
-            if !FileManager.default.fileExists(atPath: target.path) || (try? FileDigest.sha256Hex(of: target)) != installed.sha256 {
-                await report(manifest.sequence, .downloading)
-                let part = try await BlobDownloader(client: controller, files: files).download(manifest)
-                try Self.atomicMove(part, to: target)
-            }
+            try await fetch(manifest, to: target)
             await report(manifest.sequence, .installed)
             let loaded = try runner.prepare(installed, file: target)
             if let active = runner.current, active.session.inputElementCount != loaded.session.inputElementCount

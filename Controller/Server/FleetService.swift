@@ -321,12 +321,7 @@ struct FleetService: Sendable {
         let windows = try await store.metricWindows(since: since, model: model)
         var groups: [String: (AggregateWindow, Set<String>, Int)] = [:]
         for row in windows {
-            var window = AggregateWindow(start: row.windowStart, end: row.windowEnd, model: row.model, version: row.version, classes: 0)
-            window.inferences = row.inferences
-            window.errors = row.errors
-            window.classCounts = (try? JSONDecoder().decode([Int].self, from: Data(row.classCountsJSON.utf8))) ?? []
-            window.latencyHistogram = (try? JSONDecoder().decode([Int].self, from: Data(row.latencyJSON.utf8))) ?? []
-            window.confidenceHistogram = (try? JSONDecoder().decode([Int].self, from: Data(row.confidenceJSON.utf8))) ?? []
+            let window = row.window
             if var group = groups[window.key] {
                 group.0.merge(window)
                 group.1.insert(row.deviceID)

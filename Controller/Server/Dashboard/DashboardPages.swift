@@ -281,7 +281,7 @@ struct DashboardPages: Sendable {
                     latency.append(("\(name) \(tag)", byTime.compactMap { time, rows in
                         var histogram = [Int](repeating: 0, count: AggregateWindow.latencyBucketsMs.count + 1)
                         for row in rows {
-                            let h = (try? JSONDecoder().decode([Int].self, from: Data(row.latencyJSON.utf8))) ?? []
+                            let h = row.window.latencyHistogram
                             for i in h.indices where i < histogram.count { histogram[i] += max(h[i], 0) }
                         }
                         return AggregateWindow.latencyPercentile(histogram, percentile).map { (time, $0) }
@@ -289,7 +289,7 @@ struct DashboardPages: Sendable {
                 }
                 var classes: [Int] = []
                 for row in rows {
-                    let counts = (try? JSONDecoder().decode([Int].self, from: Data(row.classCountsJSON.utf8))) ?? []
+                    let counts = row.window.classCounts
                     if classes.count < counts.count { classes += [Int](repeating: 0, count: counts.count - classes.count) }
                     for i in counts.indices { classes[i] += counts[i] }
                 }

@@ -145,3 +145,17 @@ struct MetricWindowRecord: Codable, Sendable, FetchableRecord, PersistableRecord
     var latencyJSON: String
     var confidenceJSON: String
 }
+
+extension MetricWindowRecord {
+    /// The stored window as an aggregate (histograms are kept as JSON arrays).
+    var window: AggregateWindow {
+        func decode(_ json: String) -> [Int] { (try? JSONDecoder().decode([Int].self, from: Data(json.utf8))) ?? [] }
+        var window = AggregateWindow(start: windowStart, end: windowEnd, model: model, version: version, classes: 0)
+        window.inferences = inferences
+        window.errors = errors
+        window.classCounts = decode(classCountsJSON)
+        window.latencyHistogram = decode(latencyJSON)
+        window.confidenceHistogram = decode(confidenceJSON)
+        return window
+    }
+}

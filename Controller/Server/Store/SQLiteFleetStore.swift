@@ -369,13 +369,7 @@ final class SQLiteFleetStore: FleetStore {
             for window in windows {
                 let key: [String: (any DatabaseValueConvertible)?] = ["deviceID": deviceID, "model": window.model, "version": window.version, "windowStart": window.start]
                 if let existing = try MetricWindowRecord.fetchOne(db, key: key) {
-                    var merged = AggregateWindow(start: existing.windowStart, end: existing.windowEnd, model: existing.model,
-                                                 version: existing.version, classes: 0)
-                    merged.inferences = existing.inferences
-                    merged.errors = existing.errors
-                    merged.classCounts = (try? JSONDecoder().decode([Int].self, from: Data(existing.classCountsJSON.utf8))) ?? []
-                    merged.latencyHistogram = (try? JSONDecoder().decode([Int].self, from: Data(existing.latencyJSON.utf8))) ?? []
-                    merged.confidenceHistogram = (try? JSONDecoder().decode([Int].self, from: Data(existing.confidenceJSON.utf8))) ?? []
+                    var merged = existing.window
                     merged.merge(window)
                     try Self.record(deviceID: deviceID, merged, encoder: encoder).update(db)
                 } else {

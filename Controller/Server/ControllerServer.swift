@@ -121,11 +121,6 @@ public enum ControllerServer {
         router.get("/rollouts/:id", use: pages.rollout)
         router.post("/rollouts/:id/:action", use: pages.rolloutAction)
         router.get("/charts", use: pages.charts)
-        router.group().add(middleware: AuditMiddleware(store: store, clock: service.clock)).add(middleware: adminAuth)
-            .post("/api/v1/login-links") { _, _ in
-                let code = try await sessions.createLoginLink()
-                return try JSONResponse.make(["path": "/login/link/\(code)", "expiresInSeconds": "120"], status: .created)
-            }
 
         let app = Application(
             router: router,

@@ -51,8 +51,12 @@ final class TestFleet: @unchecked Sendable {
         agentURLs[name] = URL(string: try process.waitForLine("agent listening on (http://[0-9.:]+)"))!
     }
 
+    /// The agent's enrolled identity, waiting for enrollment to finish (it follows startup).
     func agentIdentity(_ name: String) throws -> (deviceID: String, credential: String) {
-        let data = try Data(contentsOf: agentDataDirectory(name).appendingPathComponent("identity.json"))
+        let url = agentDataDirectory(name).appendingPathComponent("identity.json")
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: url.path) && Date() < deadline { usleep(50_000) }
+        let data = try Data(contentsOf: url)
         let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         return (object["deviceID"] as! String, object["credential"] as! String)
     }

@@ -21,6 +21,7 @@ struct ControllerRoutes: Sendable {
     let service: FleetService
     let pushes: PushService
     var rollouts: RolloutService { RolloutService(service: service, logger: pushes.logger) }
+    var sessions: DashboardSessions { DashboardSessions(store: service.store, clock: service.clock) }
 
     var specs: [RouteSpec] {
         [
@@ -43,6 +44,7 @@ struct ControllerRoutes: Sendable {
             RouteSpec(method: .get, path: "/api/v1/privacy", access: .admin, summary: "the fleet's privacy settings", handler: getPrivacy),
             RouteSpec(method: .put, path: "/api/v1/privacy", access: .admin, summary: "set the fleet's privacy settings", handler: putPrivacy),
             RouteSpec(method: .get, path: "/api/v1/devices/:id/uploads", access: .admin, summary: "a device's privacy ledger", handler: deviceUploads),
+            RouteSpec(method: .post, path: "/api/v1/login-links", access: .admin, summary: "a one-time dashboard sign-in link", handler: loginLink),
             RouteSpec(method: .get, path: "/api/v1/audit", access: .admin, summary: "the audit log (query: since seconds)", handler: audit),
             RouteSpec(method: .get, path: "/api/v1/status", access: .admin, summary: "fleet summary", handler: status),
             RouteSpec(method: .get, path: "/api/v1/metrics", access: .admin, summary: "aggregate inference metrics (query: since seconds, model)", handler: metrics),
@@ -190,6 +192,11 @@ struct ControllerRoutes: Sendable {
         let id = try context.parameters.require("id")
         guard try await service.store.device(id: id) != nil else { throw APIError(.notFound, "unknown_device", "no device '\(id)'") }
         return try JSONResponse.make(try await service.store.uploads(deviceID: id, limit: 500))
+    }
+
+    func loginLink(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        let code = try await sessions.createLoginLink()
+        return try JSONResponse.make(["path": "/login/link/\(code)", "expiresInSeconds": "120"], status: .created)
     }
 
     func audit(_ request: Request, _ context: FleetRequestContext) async throws -> Response {

@@ -121,6 +121,7 @@ public enum ControllerServer {
         router.get("/rollouts/:id", use: pages.rollout)
         router.post("/rollouts/:id/:action", use: pages.rolloutAction)
         router.get("/charts", use: pages.charts)
+        router.get("/audit", use: pages.audit)
 
         let app = Application(
             router: router,

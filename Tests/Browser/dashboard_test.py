@@ -201,6 +201,9 @@ def main():
         browser.open(fleet.url + "/devices?label=site%3Db2", "/devices")
         check(browser, "the device filter by label finds one device",
               browser.wait("document.getElementById('device-count')?.textContent === '1 devices'"))
+        browser.open(fleet.url + "/audit", "/audit")
+        check(browser, "the audit page lists the deployment and the dashboard's pause",
+              browser.wait("document.body.innerText.includes('POST /api/v1/rollouts') && document.body.innerText.includes('/pause')"))
         for path in ("/models", "/charts", "/devices/" + fleet.api("GET", "/api/v1/devices")[0]["id"]):
             browser.open(fleet.url + path, path.split("?")[0])
             check(browser, f"{path} renders", "BitFleet" in browser.evaluate("document.title"))

@@ -256,6 +256,18 @@ struct DashboardPages: Sendable {
         return redirect("/rollouts/\(id)")
     }
 
+    func audit(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
+        try await signedIn(request, title: "Audit log") { _ in
+            let now = service.clock()
+            let entries = try await service.store.audit(since: now.addingTimeInterval(-7 * 86_400), limit: 500)
+            return "<h1>Audit log</h1><p class=muted>Admin actions and refused admin requests, last 7 days.</p>"
+                + E.table(["when", "who", "from", "action", "status"], entries.map {
+                    [E.escape(ISO8601DateFormatter().string(from: $0.at)) + " <span class=muted>(\(E.ago($0.at, now: now)))</span>", E.escape($0.actor),
+                     E.escape($0.remote), E.escape($0.action), "<span class=\($0.status >= 400 ? "bad" : "ok")>\($0.status)</span>"]
+                })
+        }
+    }
+
     func charts(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         try await signedIn(request, title: "Metrics") { _ in
             let labelFilter = request.uri.queryParameters["label"].map(String.init) ?? ""

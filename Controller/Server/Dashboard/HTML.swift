@@ -42,7 +42,7 @@ enum HTML {
         <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title)) - BitFleet</title>
         <meta name="viewport" content="width=device-width,initial-scale=1"><style>\(style)</style></head><body>
         <header><b>BitFleet</b><a href="/">Overview</a><a href="/devices">Devices</a><a href="/models">Models</a>
-        <a href="/rollouts">Rollouts</a><a href="/charts">Metrics</a><span style="flex:1"></span>\(logout)</header>
+        <a href="/rollouts">Rollouts</a><a href="/charts">Metrics</a><a href="/audit">Audit</a><span style="flex:1"></span>\(logout)</header>
         <main id="main">\(body)</main>
         <script>
         setInterval(function(){var u=new URL(location.href);u.searchParams.set('fragment','1');

@@ -86,7 +86,7 @@ struct FleetServiceTests {
         #expect(try await harness.store.deviceDeployment(deploymentID: first.id, deviceID: a.deviceID)?.state == "active")
     }
 
-    @Test("aggregates from heartbeats add up per model version")
+    @Test("aggregates add up per model version, and a repeated delivery is not counted twice")
     func aggregates() async throws {
         let harness = try ServiceHarness()
         let device = try await enroll(harness, name: "a")
@@ -97,10 +97,14 @@ struct FleetServiceTests {
         window.record(predictedClass: 0, latencyMs: 0.3, confidence: 0.4)
         let beat = HeartbeatRequest(agentVersion: "1", pushURL: "", activeModel: nil, reports: [], aggregates: [window], events: [])
         _ = try await harness.service.heartbeat(device: record, beat)
-        _ = try await harness.service.heartbeat(device: record, beat)
+        _ = try await harness.service.heartbeat(device: record, beat)  // the reply to the first was lost
+        var later = AggregateWindow(start: start.addingTimeInterval(60), end: start.addingTimeInterval(120), model: "m", version: "v1", classes: 3)
+        later.record(predictedClass: 2, latencyMs: 1, confidence: 0.5)
+        _ = try await harness.service.heartbeat(device: record, HeartbeatRequest(agentVersion: "1", pushURL: "", activeModel: nil, reports: [],
+                                                                                   aggregates: [later], events: []))
         let summary = try await harness.service.metrics(since: start, model: "m")
-        #expect(summary.entries.first?.inferences == 4)
-        #expect(summary.entries.first?.classCounts == [2, 0, 2])
+        #expect(summary.entries.first?.inferences == 3)
+        #expect(summary.entries.first?.classCounts == [1, 0, 2])
         var broken = window
         broken.latencyHistogram = [1]
         await #expect(throws: APIError.self) {

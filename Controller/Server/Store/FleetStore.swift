@@ -66,6 +66,7 @@ protocol FleetStore: Sendable {
     func insertAudit(_ entry: AuditEntry) async throws
     func audit(since: Date, limit: Int) async throws -> [AuditEntry]
 
+    /// Stores windows by (device, model, version, start), replacing a repeated delivery.
     func mergeAggregates(deviceID: String, windows: [AggregateWindow]) async throws
     func metricWindows(since: Date, model: String?) async throws -> [MetricWindowRecord]
 }

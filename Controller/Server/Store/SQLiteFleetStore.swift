@@ -367,14 +367,10 @@ final class SQLiteFleetStore: FleetStore {
         let encoder = JSONEncoder()
         try await database.write { db in
             for window in windows {
-                let key: [String: (any DatabaseValueConvertible)?] = ["deviceID": deviceID, "model": window.model, "version": window.version, "windowStart": window.start]
-                if let existing = try MetricWindowRecord.fetchOne(db, key: key) {
-                    var merged = existing.window
-                    merged.merge(window)
-                    try Self.record(deviceID: deviceID, merged, encoder: encoder).update(db)
-                } else {
-                    try Self.record(deviceID: deviceID, window, encoder: encoder).insert(db)
-                }
+                // An agent sends each window until it is acknowledged, and a window it merged
+                // while offline keeps the earliest start and carries the full counts: storing
+                // by (device, model, version, start) makes a repeated delivery harmless.
+                try Self.record(deviceID: deviceID, window, encoder: encoder).save(db)
             }
         }
     }

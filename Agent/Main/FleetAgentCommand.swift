@@ -48,6 +48,8 @@ struct Run: AsyncParsableCommand {
     var maxModelBytes = 512 << 20
     @Option(help: "Seconds a newly activated model is on probation (reverted if it misbehaves).")
     var probation: Double = 60
+    @Option(help: "Problems during probation (failed inferences, latency over 10x budget) that trigger a revert.")
+    var probationViolations = 3
     @Option(help: "Log level (trace ... error).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -73,6 +75,7 @@ struct Run: AsyncParsableCommand {
         var limited = configuration
         limited.maxModelBytes = maxModelBytes
         limited.probationSeconds = probation
+        limited.probationViolations = probationViolations
         let runtime = try AgentRuntime(configuration: limited, logger: logger)
         await runtime.loadInstalledModel()
         let advertised = advertise

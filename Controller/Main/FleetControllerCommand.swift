@@ -39,6 +39,8 @@ struct Serve: AsyncParsableCommand {
     var listen: String = ProcessInfo.processInfo.environment["BITFLEET_LISTEN"] ?? "127.0.0.1:8080"
     @Option(help: "Seconds between agent heartbeats (online/stale/offline derive from it).")
     var heartbeatInterval: Double = 30
+    @Option(help: "Failed authentications per client address per minute before it gets 429 for everything.")
+    var authFailureLimit = 30
     @Option(help: "On first start, also write the admin token to this file (mode 0600).")
     var adminTokenFile: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error (env LOG_LEVEL).")
@@ -53,6 +55,7 @@ struct Serve: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var configuration = ControllerConfiguration(dataDirectory: data.url, host: host, port: port, heartbeatInterval: heartbeatInterval)
         configuration.pushInterval = 0.5
+        configuration.authFailureLimit = authFailureLimit
         let tokenFile = adminTokenFile
         let dataDir = data.url
         try await ControllerServer.run(configuration, logger: logger) { startup, url in

@@ -89,8 +89,9 @@ public enum ControllerServer {
         let router = Router(context: FleetRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: MetricsMiddleware(metrics: service.metrics))
-        let adminAuth = AuthMiddleware(required: .admin, service: service) { try await store.setting(adminTokenSetting) }
-        let deviceAuth = AuthMiddleware(required: .device, service: service) { nil }
+        let throttle = AuthThrottle(limit: configuration.authFailureLimit)
+        let adminAuth = AuthMiddleware(required: .admin, service: service, throttle: throttle) { try await store.setting(adminTokenSetting) }
+        let deviceAuth = AuthMiddleware(required: .device, service: service, throttle: throttle) { nil }
         for spec in routes.specs {
             let path = RouterPath(spec.path)
             switch spec.access {

@@ -140,3 +140,20 @@ final class TestClock: @unchecked Sendable {
         lock.unlock()
     }
 }
+
+@Suite("Authentication throttle")
+struct AuthThrottleTests {
+    @Test("an address is locked after the limit and released when its failures age out")
+    func throttle() async {
+        let throttle = AuthThrottle(limit: 3, window: 60)
+        let t0 = Date(timeIntervalSince1970: 1_000_000)
+        for i in 0..<3 {
+            #expect(await !throttle.isLocked("10.0.0.1", now: t0 + Double(i)))
+            await throttle.recordFailure("10.0.0.1", now: t0 + Double(i))
+        }
+        #expect(await throttle.isLocked("10.0.0.1", now: t0 + 3))
+        #expect(await !throttle.isLocked("10.0.0.2", now: t0 + 3), "other addresses are not affected")
+        #expect(await throttle.isLocked("10.0.0.1", now: t0 + 60))
+        #expect(await !throttle.isLocked("10.0.0.1", now: t0 + 62), "failures older than the window no longer count")
+    }
+}

@@ -10,6 +10,7 @@ struct AuthorizationTests {
     func tokens() async throws {
         let fleet = try TestFleet()
         defer { fleet.shutdown() }
+        fleet.controllerFlags = ["--auth-failure-limit", "1000"]
         try fleet.startController()
         try fleet.startAgent("x", token: try await fleet.enrollmentToken())
         let (deviceID, credential) = try fleet.agentIdentity("x")
@@ -55,6 +56,22 @@ struct AuthorizationTests {
         #expect(audit.contains { $0.actor == "unauthenticated" && $0.status == 401 && $0.remote == "127.0.0.1" })
         let printed = try fleet.fleetctl(["audit", "--since", "1h"])
         #expect(printed.contains("POST /api/v1/devices/\(deviceID)/revoke"))
+        // Guessing is throttled: with a limit of 5 failures a minute, the address is then
+        // refused even with the right token.
+        let throttled = try TestFleet()
+        defer { throttled.shutdown() }
+        throttled.controllerFlags = ["--auth-failure-limit", "5"]
+        try throttled.startController()
+        var statuses: [Int] = []
+        for guess in 0..<8 {
+            let (_, response) = try await FleetHTTPClient(baseURL: throttled.controllerURL, token: "adm_guess\(guess)")
+                .send("GET", "/api/v1/status", acceptStatuses: [401, 429])
+            statuses.append(response.statusCode)
+        }
+        #expect(statuses == [401, 401, 401, 401, 401, 429, 429, 429])
+        let (_, locked) = try await throttled.admin.send("GET", "/api/v1/status", acceptStatuses: [429])
+        #expect(locked.statusCode == 429, "no oracle while locked out")
+
         // No secret appears in the controller's log.
         let log = fleet.controller!.output
         #expect(!log.contains(credential) && !log.contains(token))

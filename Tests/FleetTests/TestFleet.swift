@@ -19,9 +19,12 @@ final class TestFleet: @unchecked Sendable {
 
     var controllerDataDirectory: URL { root.appendingPathComponent("controller") }
 
+    /// Extra `serve` flags; tests that send many bad tokens raise the throttle's limit.
+    var controllerFlags: [String] = []
+
     func startController(port: Int = 0) throws {
         let process = try TestProcess("fleet-controller", ["serve", "--data-dir", controllerDataDirectory.path, "--listen", "127.0.0.1:\(port)",
-                                                           "--heartbeat-interval", heartbeat],
+                                                           "--heartbeat-interval", heartbeat] + controllerFlags,
                                       name: "controller-\(UUID().uuidString.prefix(4))", directory: root)
         controller = process
         controllerURL = URL(string: try process.waitForLine("controller listening on (http://[0-9.:]+)"))!

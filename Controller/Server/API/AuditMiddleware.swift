@@ -18,7 +18,7 @@ struct AuditMiddleware: RouterMiddleware {
             if mutating { await record(request, context, status: Int(response.status.code)) }
             return response
         } catch let error as APIError {
-            if mutating || error.status == .unauthorized { await record(request, context, status: Int(error.status.code)) }
+            if mutating || error.status == .unauthorized || error.status == .tooManyRequests { await record(request, context, status: Int(error.status.code)) }
             throw error
         } catch {
             if mutating { await record(request, context, status: 500) }
@@ -27,13 +27,8 @@ struct AuditMiddleware: RouterMiddleware {
     }
 
     private func record(_ request: Request, _ context: FleetRequestContext, status: Int) async {
-        let remote: String
-        switch context.remoteAddress {
-        case .v4(let address)?: remote = address.host
-        case .v6(let address)?: remote = address.host
-        default: remote = "?"
-        }
-        let actor = status == 401 ? "unauthenticated" : "admin"
+        let remote = context.remoteHost
+        let actor = status == 401 || status == 429 ? "unauthenticated" : "admin"
         let entry = AuditEntry(at: clock(), actor: actor, action: "\(request.method.rawValue) \(request.uri.path)", status: status, remote: remote)
         do {
             try await store.insertAudit(entry)

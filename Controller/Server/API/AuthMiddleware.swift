@@ -10,27 +10,38 @@ struct AuthMiddleware: RouterMiddleware {
 
     let required: Required
     let service: FleetService
+    let throttle: AuthThrottle
     let adminTokenHash: @Sendable () async throws -> String?
 
     func handle(_ request: Request, context: FleetRequestContext,
                 next: (Request, FleetRequestContext) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            throw APIError(.unauthorized, "unauthorized", "missing bearer token")
+        let address = context.remoteHost
+        let now = service.clock()
+        if await throttle.isLocked(address, now: now) {
+            throw APIError(.tooManyRequests, "too_many_failures", "too many failed authentications from this address; retry in a minute")
         }
-        let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        var context = context
-        switch required {
-        case .admin:
-            guard let expected = try await adminTokenHash(), Secrets.constantTimeEquals(expected, Secrets.hash(token)) else {
-                throw APIError(.unauthorized, "unauthorized", "invalid admin token")
+        do {
+            guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+                throw APIError(.unauthorized, "unauthorized", "missing bearer token")
             }
-            context.caller = .admin
-        case .device:
-            guard let device = try await service.authenticateDevice(credential: token) else {
-                throw APIError(.unauthorized, "unauthorized", "invalid or revoked device credential")
+            let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            var context = context
+            switch required {
+            case .admin:
+                guard let expected = try await adminTokenHash(), Secrets.constantTimeEquals(expected, Secrets.hash(token)) else {
+                    throw APIError(.unauthorized, "unauthorized", "invalid admin token")
+                }
+                context.caller = .admin
+            case .device:
+                guard let device = try await service.authenticateDevice(credential: token) else {
+                    throw APIError(.unauthorized, "unauthorized", "invalid or revoked device credential")
+                }
+                context.caller = .device(device)
             }
-            context.caller = .device(device)
+            return try await next(request, context)
+        } catch let error as APIError where error.status == .unauthorized {
+            await throttle.recordFailure(address, now: now)
+            throw error
         }
-        return try await next(request, context)
     }
 }

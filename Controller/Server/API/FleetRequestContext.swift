@@ -27,6 +27,15 @@ struct FleetRequestContext: RequestContext, RemoteAddressRequestContext {
     /// JSON bodies; model uploads collect their body with their own, larger limit.
     var maxUploadSize: Int { 4 << 20 }
 
+    /// The client's IP address, for throttling and the audit log.
+    var remoteHost: String {
+        switch remoteAddress {
+        case .v4(let address)?: return address.host
+        case .v6(let address)?: return address.host
+        default: return "unknown"
+        }
+    }
+
     var device: DeviceRecord? {
         if case .device(let device)? = caller { return device }
         return nil

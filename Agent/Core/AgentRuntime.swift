@@ -135,8 +135,8 @@ public actor AgentRuntime {
     func heartbeat() async throws {
         guard identity != nil else { return }
         let windows = aggregates.closedWindows(now: Date())
-        let reports = state.pendingReports
-        let events = state.pendingEvents
+        let reports = Array(state.pendingReports.prefix(500))
+        let events = Array(state.pendingEvents.prefix(100))
         let shadowReports = aggregates.pendingShadow
         // Privacy mechanisms run on a copy; the buffer keeps the exact windows until acknowledged.
         var mechanism = PrivacyMechanism(settings: state.privacy, random: SystemRandomNumberGenerator())
@@ -150,8 +150,8 @@ public actor AgentRuntime {
         state.privacy = response.privacy
         aggregates.acknowledge(windows)
         aggregates.acknowledgeShadow(shadowReports)
-        state.pendingReports.removeFirst(min(reports.count, state.pendingReports.count))
-        state.pendingEvents.removeFirst(min(events.count, state.pendingEvents.count))
+        for sent in reports { if let index = state.pendingReports.firstIndex(of: sent) { state.pendingReports.remove(at: index) } }
+        for sent in events { if let index = state.pendingEvents.firstIndex(of: sent) { state.pendingEvents.remove(at: index) } }
         try saveState()
         heartbeatInterval = response.heartbeatInterval
         if let current = identity, !response.keyAnnouncements.isEmpty {
@@ -184,7 +184,13 @@ public actor AgentRuntime {
             if case .notNewer = error, source == "heartbeat" { return nil }  // converged already
             let reason = "\(source) manifest refused: \(error)"
             logger.warning("\(reason)")
-            state.pendingEvents.append(DeviceEvent(at: Date(), kind: "manifest_refused", message: reason))
+            state.pendingEvents.append(DeviceEvent(at: Date(), kind: "manifest_refused", message: String(reason.prefix(500))))
+            // Bounded: a flood of forged pushes must not grow the state or block heartbeats.
+            if state.pendingEvents.count > 200 {
+                let dropped = state.pendingEvents.count - 199
+                state.pendingEvents.removeFirst(dropped)
+                state.pendingEvents.insert(DeviceEvent(at: Date(), kind: "events_dropped", message: "\(dropped) older events dropped"), at: 0)
+            }
             try? saveState()
             return reason
         } catch {
@@ -204,14 +210,19 @@ public actor AgentRuntime {
         return nil
     }
 
+    /// Queues the report durably first (a crash mid-send must not lose an activation),
+    /// sends it at once, and forgets it when the controller acknowledged it.
     private func report(_ sequence: Int64, _ deploymentState: DeploymentState, _ reason: String? = nil) async {
-        let report = DeploymentReport(sequence: sequence, state: deploymentState, reason: reason)
+        let report = DeploymentReport(sequence: sequence, state: deploymentState, reason: reason.map { String($0.prefix(1000)) })
+        state.pendingReports.append(report)
+        if state.pendingReports.count > 200 { state.pendingReports.removeFirst(state.pendingReports.count - 200) }
+        try? saveState()
         do {
             _ = try await controller.send("POST", "/api/v1/reports", body: try FleetJSON.encoder.encode([report]))
-        } catch {
-            state.pendingReports.append(report)
-            if state.pendingReports.count > 200 { state.pendingReports.removeFirst(state.pendingReports.count - 200) }
+            if let index = state.pendingReports.firstIndex(of: report) { state.pendingReports.remove(at: index) }
             try? saveState()
+        } catch {
+            // Stays queued; the next heartbeat carries it.
         }
     }
 
@@ -334,6 +345,10 @@ public actor AgentRuntime {
             return result
         } catch {
             inferenceFailures.increment()
+            if let current = runner.current, !(error is ModelRunner.Failure) {
+                let model = current.installed
+                Task { await self.probationViolation(model, "inference failed: \(error)") }
+            }
             if let current = runner.current {
                 aggregates.record(model: current.installed.name, version: current.installed.version,
                                   classes: current.session.outputElementCount, predictedClass: nil, latencyMs: 0, confidence: 0, now: now)

@@ -36,6 +36,8 @@ public enum ControllerServer {
         let store = try SQLiteFleetStore(path: directory.databasePath)
         let token = "adm_" + Secrets.randomToken()
         try await store.setSetting(adminTokenSetting, Secrets.hash(token))
+        // Sessions opened with the old token end with it.
+        try await store.deleteAllSessions()
         return token
     }
 

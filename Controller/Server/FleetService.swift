@@ -108,11 +108,13 @@ struct FleetService: Sendable {
 
     func enroll(_ request: EnrollRequest) async throws -> EnrollResponse {
         let deviceID = "dev_" + Secrets.randomToken(bytes: 9)
-        guard let token = try await store.consumeEnrollmentToken(hash: Secrets.hash(request.token), deviceID: deviceID, now: clock()) else {
-            throw APIError(.unauthorized, "invalid_enrollment_token", "the enrollment token is unknown, expired or already used")
-        }
+        // Validate before the one-time token is used up, so a typo does not burn it.
         guard (1...100).contains(request.name.count) else {
             throw APIError(.badRequest, "invalid_name", "device name must be 1-100 characters")
+        }
+        let pushURL = try Self.validatedPushURL(request.pushURL)
+        guard let token = try await store.consumeEnrollmentToken(hash: Secrets.hash(request.token), deviceID: deviceID, now: clock()) else {
+            throw APIError(.unauthorized, "invalid_enrollment_token", "the enrollment token is unknown, expired or already used")
         }
         var labels = (try? FleetJSON.decoder.decode([String: String].self, from: Data(token.labelsJSON.utf8))) ?? [:]
         labels.merge(request.labels) { _, new in new }
@@ -121,7 +123,7 @@ struct FleetService: Sendable {
         try await store.insertDevice(DeviceRecord(
             id: deviceID, name: request.name, labelsJSON: String(decoding: try FleetJSON.encoder.encode(labels), as: UTF8.self),
             credentialHash: Secrets.hash(secret), enrolledAt: clock(), lastSeen: clock(), agentVersion: request.agentVersion,
-            pushURL: try Self.validatedPushURL(request.pushURL), activeModelJSON: nil, desiredDeploymentID: nil, revoked: false))
+            pushURL: pushURL, activeModelJSON: nil, desiredDeploymentID: nil, revoked: false))
         return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64)
     }
 
@@ -149,8 +151,12 @@ struct FleetService: Sendable {
         metrics.heartbeats.increment()
         let start = ContinuousClock.now
         defer { metrics.heartbeatDuration.record(ContinuousClock.now - start) }
-        guard request.reports.count <= 1000, request.aggregates.count <= 10_000 else {
-            throw APIError(.contentTooLarge, "too_many_items", "at most 1000 reports and 10000 aggregate windows per heartbeat")
+        // Every check before any write: a refused heartbeat changes nothing.
+        guard request.reports.count <= 1000, request.aggregates.count <= 10_000, request.events.count <= 1000, request.shadow.count <= 100 else {
+            throw APIError(.contentTooLarge, "too_many_items", "at most 1000 reports, 10000 aggregate windows, 1000 events and 100 shadow reports per heartbeat")
+        }
+        guard request.shadow.allSatisfy(\.isWellFormed) else {
+            throw APIError(.badRequest, "invalid_shadow", "a shadow report is malformed")
         }
         guard request.aggregates.allSatisfy(\.isWellFormed) else {
             throw APIError(.badRequest, "invalid_aggregates", "an aggregate window is malformed")

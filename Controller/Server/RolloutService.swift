@@ -23,7 +23,14 @@ struct RolloutService: Sendable {
         }
         let model = try await service.resolveModel(name: request.model, version: request.version)
         let targets = try await service.targetDevices(request.target)
-        let previous = try await store.deployments().first.map(\.modelID)
+        // Roll back to the newest regular deployment of the same model name with another version.
+        var previous: Int64?
+        for deployment in try await store.deployments() where !deployment.shadow && deployment.modelID != model.id {
+            if try await store.model(id: deployment.modelID)?.name == model.name {
+                previous = deployment.modelID
+                break
+            }
+        }
         let firstStage = targets.filter { RolloutPlan.stage(of: $0.id, stages: request.stages) == 0 }.map(\.id)
         let now = service.clock()
         if let gate = request.shadow {
@@ -39,7 +46,7 @@ struct RolloutService: Sendable {
             targetDevicesJSON: String(decoding: try encoder.encode(targets.map(\.id)), as: UTF8.self), currentStage: 0,
             state: RolloutState.running.rawValue, reason: nil, soakSeconds: request.soakSeconds,
             maxFailureFraction: request.maxFailureFraction, minDevices: request.minDevices, autoRollback: request.autoRollback,
-            previousModelID: previous == model.id ? nil : previous, rollbackDeploymentID: nil, stageStartedAt: now,
+            previousModelID: previous, rollbackDeploymentID: nil, stageStartedAt: now,
             createdAt: now, updatedAt: now, createdBy: createdBy,
             shadowGateJSON: try request.shadow.map { String(decoding: try encoder.encode($0), as: UTF8.self) }, promotionDeploymentID: nil))
         return try await info(rollout)
@@ -69,7 +76,9 @@ struct RolloutService: Sendable {
         let rows = Dictionary(try await store.deviceDeployments(deploymentID: rollout.deploymentID).map { ($0.deviceID, $0) },
                               uniquingKeysWith: { first, _ in first })
         let now = service.clock()
-        let stageDevices = rollout.targetDevices.filter { RolloutPlan.stage(of: $0, stages: stages) <= rollout.currentStage }
+        // Revoked devices will never report; they do not hold a stage back.
+        let revoked = Set(try await store.devices().filter(\.revoked).map(\.id))
+        let stageDevices = rollout.targetDevices.filter { RolloutPlan.stage(of: $0, stages: stages) <= rollout.currentStage && !revoked.contains($0) }
         let states = stageDevices.map { rows[$0]?.state ?? DeploymentState.pending.rawValue }
         let failed = states.filter { $0 == DeploymentState.failed.rawValue }.count
         let active = states.filter { $0 == DeploymentState.active.rawValue }.count
@@ -79,7 +88,7 @@ struct RolloutService: Sendable {
             rollout.state = RolloutState.halted.rawValue
             rollout.reason = "stage \(rollout.currentStage + 1) (\(Int(stages[rollout.currentStage]))%): \(failed) of \(finished) finished devices failed, above the \(Int(rollout.maxFailureFraction * 100))% threshold"
             rollout.updatedAt = now
-            try await store.updateRollout(rollout)
+            guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
             logger.warning("rollout \(rollout.id!) halted: \(rollout.reason!)")
             if rollout.autoRollback { _ = try await rollBack(rollout, reason: "automatic rollback after halt") }
             return
@@ -93,7 +102,7 @@ struct RolloutService: Sendable {
                 rollout.state = RolloutState.halted.rawValue
                 rollout.reason = "shadow agreement \(String(format: "%.1f", agreement * 100))% over \(summary.samples) samples is below the required \(String(format: "%.1f", gate.minAgreement * 100))%"
                 rollout.updatedAt = now
-                try await store.updateRollout(rollout)
+                guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
                 logger.warning("rollout \(rollout.id!) halted: \(rollout.reason!)")
                 return
             }
@@ -103,23 +112,29 @@ struct RolloutService: Sendable {
         if rollout.currentStage + 1 >= stages.count {
             rollout.state = RolloutState.completed.rawValue
             rollout.reason = nil
+            rollout.updatedAt = now
+            if rollout.shadowGate != nil { rollout.reason = "promoted after shadow evaluation" }
+            // Claim the transition first; only the winner creates the promotion.
+            guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
             if rollout.shadowGate != nil {
                 // Promotion: the evaluated version becomes the active one everywhere.
                 let shadowDeployment = try await store.deployment(id: rollout.deploymentID)
                 let promotion = try await store.createDeployment(modelID: shadowDeployment!.modelID, target: DeploymentTarget(devices: rollout.targetDevices),
                                                                  deviceIDs: rollout.targetDevices, createdBy: "rollout \(rollout.id!)", now: now, shadow: false)
                 rollout.promotionDeploymentID = promotion.id
-                rollout.reason = "promoted after shadow evaluation"
+                _ = try await store.updateRollout(rollout, expectedState: rollout.state, expectedStage: rollout.currentStage)
             }
         } else {
             rollout.currentStage += 1
             rollout.stageStartedAt = now
+            rollout.updatedAt = now
+            // Claim the advance first, so a concurrent pause, abort or rollback wins and no
+            // device of the next stage gets the version.
+            guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
             let next = rollout.targetDevices.filter { RolloutPlan.stage(of: $0, stages: stages) == rollout.currentStage }
             try await store.extendDeployment(id: rollout.deploymentID, deviceIDs: next, now: now)
             logger.info("rollout \(rollout.id!) advanced to stage \(rollout.currentStage + 1) (\(next.count) more devices)")
         }
-        rollout.updatedAt = now
-        try await store.updateRollout(rollout)
     }
 
     func pause(_ id: Int64) async throws -> RolloutInfo { try await transition(id, from: [.running], to: .paused) }
@@ -132,10 +147,13 @@ struct RolloutService: Sendable {
         guard from.contains(current) else {
             throw APIError(.conflict, "invalid_transition", "rollout \(id) is \(current.rawValue); cannot become \(to.rawValue)")
         }
+        let expectedState = rollout.state, expectedStage = rollout.currentStage
         rollout.state = to.rawValue
         if to == .running { rollout.stageStartedAt = service.clock(); rollout.reason = nil }
         rollout.updatedAt = service.clock()
-        try await store.updateRollout(rollout)
+        guard try await store.updateRollout(rollout, expectedState: expectedState, expectedStage: expectedStage) else {
+            throw APIError(.conflict, "concurrent_change", "rollout \(id) changed meanwhile; look again and retry")
+        }
         return try await info(rollout)
     }
 
@@ -149,16 +167,21 @@ struct RolloutService: Sendable {
         guard let previous = rollout.previousModelID else {
             throw APIError(.conflict, "no_previous_version", "there is no earlier version to roll back to")
         }
+        // Claim the rollback first so no concurrent evaluation advances the rollout.
+        let expectedState = rollout.state, expectedStage = rollout.currentStage
+        rollout.state = RolloutState.rolledBack.rawValue
+        rollout.updatedAt = service.clock()
+        guard try await store.updateRollout(rollout, expectedState: expectedState, expectedStage: expectedStage) else {
+            throw APIError(.conflict, "concurrent_change", "rollout \(rollout.id!) changed meanwhile; look again and retry")
+        }
         let reached = try await store.deviceDeployments(deploymentID: rollout.deploymentID).map(\.deviceID)
         if !reached.isEmpty {
             let deployment = try await store.createDeployment(modelID: previous, target: DeploymentTarget(devices: reached),
                                                               deviceIDs: reached, createdBy: "rollout \(rollout.id!)", now: service.clock(), shadow: false)
             rollout.rollbackDeploymentID = deployment.id
         }
-        rollout.state = RolloutState.rolledBack.rawValue
         rollout.reason = [rollout.reason, reason].compactMap { $0 }.joined(separator: "; ")
-        rollout.updatedAt = service.clock()
-        try await store.updateRollout(rollout)
+        _ = try await store.updateRollout(rollout, expectedState: rollout.state, expectedStage: rollout.currentStage)
         logger.warning("rollout \(rollout.id!) rolled back: \(reason)")
         return try await info(rollout)
     }

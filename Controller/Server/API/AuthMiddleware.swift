@@ -15,7 +15,9 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: FleetRequestContext,
                 next: (Request, FleetRequestContext) async throws -> Response) async throws -> Response {
-        let address = context.remoteHost
+        // Admin and device failures count separately: revoked devices behind one NAT must
+        // not lock the operator out, nor the other way round.
+        let address = "\(required == .admin ? "admin" : "device") \(context.remoteHost)"
         let now = service.clock()
         if await throttle.isLocked(address, now: now) {
             throw APIError(.tooManyRequests, "too_many_failures", "too many failed authentications from this address; retry in a minute")

@@ -21,7 +21,13 @@ actor AuthThrottle {
     func recordFailure(_ address: String, now: Date) {
         prune(address, now: now)
         failures[address, default: []].append(now)
-        if failures.count > 100_000 { failures = failures.filter { !$0.value.isEmpty } }
+        if failures.count > 10_000 {
+            // Forget addresses whose failures have all aged out.
+            failures = failures.compactMapValues { list in
+                let recent = list.filter { now.timeIntervalSince($0) <= window }
+                return recent.isEmpty ? nil : recent
+            }
+        }
     }
 
     private func prune(_ address: String, now: Date) {

@@ -58,7 +58,10 @@ struct DashboardPages: Sendable {
     func loginLink(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         let code = try context.parameters.require("code")
         guard try await sessions.consumeLoginLink(code) else { return redirect("/login?failed=1") }
-        let next = request.uri.queryParameters["next"].map(String.init).flatMap { $0.hasPrefix("/") && !$0.hasPrefix("//") ? $0 : nil } ?? "/"
+        // Only paths on this server: not "//host", not "/\\host" (browsers read both as another host).
+        let next = request.uri.queryParameters["next"].map(String.init).flatMap {
+            $0.hasPrefix("/") && !$0.hasPrefix("//") && !$0.contains("\\") ? $0 : nil
+        } ?? "/"
         return redirect(next, cookie: try await sessions.create())
     }
 

@@ -35,7 +35,9 @@ protocol FleetStore: Sendable {
     func insertRollout(_ rollout: RolloutRecord) async throws -> RolloutRecord
     func rollouts() async throws -> [RolloutRecord]
     func rollout(id: Int64) async throws -> RolloutRecord?
-    func updateRollout(_ rollout: RolloutRecord) async throws
+    /// Writes the rollout only if its state and stage are still `expected...` (another
+    /// evaluation or an operator may have changed it meanwhile); false if it was not written.
+    func updateRollout(_ rollout: RolloutRecord, expectedState: String, expectedStage: Int) async throws -> Bool
 
     func deployments() async throws -> [DeploymentRecord]
     func deployment(id: Int64) async throws -> DeploymentRecord?
@@ -58,6 +60,8 @@ protocol FleetStore: Sendable {
     /// The CSRF token of a live session.
     func session(tokenHash: String, now: Date) async throws -> String?
     func deleteSession(tokenHash: String) async throws
+    /// Ends every dashboard session and unused login link (admin token rotation).
+    func deleteAllSessions() async throws
     func insertLoginLink(codeHash: String, expiresAt: Date) async throws
     /// Marks an unused, unexpired login link used; false otherwise.
     func consumeLoginLink(codeHash: String, now: Date) async throws -> Bool

@@ -165,7 +165,11 @@ final class SQLiteFleetStore: FleetStore {
                 if try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": id, "deviceID": deviceID]) != nil { continue }
                 try DeviceDeploymentRecord(deploymentID: id, deviceID: deviceID, state: DeploymentState.pending.rawValue, reason: nil,
                                            updatedAt: now, pushAttempts: 0, nextPushAt: now).insert(db)
-                try db.execute(sql: "UPDATE device SET desiredDeploymentID = ? WHERE id = ?", arguments: [id, deviceID])
+                // Never point a device back at an older deployment than the one it wants now.
+                try db.execute(sql: """
+                    UPDATE device SET desiredDeploymentID = ? WHERE id = ? AND (desiredDeploymentID IS NULL OR
+                      (SELECT sequence FROM deployment WHERE id = desiredDeploymentID) < (SELECT sequence FROM deployment WHERE id = ?))
+                    """, arguments: [id, deviceID, id])
             }
         }
     }
@@ -186,8 +190,13 @@ final class SQLiteFleetStore: FleetStore {
         try await database.read { db in try RolloutRecord.fetchOne(db, key: id) }
     }
 
-    func updateRollout(_ rollout: RolloutRecord) async throws {
-        try await database.write { db in try rollout.update(db) }
+    func updateRollout(_ rollout: RolloutRecord, expectedState: String, expectedStage: Int) async throws -> Bool {
+        try await database.write { db in
+            guard let current = try RolloutRecord.fetchOne(db, key: rollout.id),
+                  current.state == expectedState, current.currentStage == expectedStage else { return false }
+            try rollout.update(db)
+            return true
+        }
     }
 
     func deployments() async throws -> [DeploymentRecord] {
@@ -318,6 +327,13 @@ final class SQLiteFleetStore: FleetStore {
     func session(tokenHash: String, now: Date) async throws -> String? {
         try await database.read { db in
             try String.fetchOne(db, sql: "SELECT csrf FROM session WHERE tokenHash = ? AND expiresAt > ?", arguments: [tokenHash, now])
+        }
+    }
+
+    func deleteAllSessions() async throws {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM session")
+            try db.execute(sql: "DELETE FROM loginLink")
         }
     }
 

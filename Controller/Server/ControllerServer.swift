@@ -109,7 +109,7 @@ public enum ControllerServer {
 
         // The dashboard: HTML pages behind a session cookie (see Dashboard/).
         let sessions = DashboardSessions(store: store, clock: service.clock)
-        let pages = DashboardPages(service: service, rollouts: routes.rollouts, sessions: sessions)
+        let pages = DashboardPages(service: service, rollouts: routes.rollouts, sessions: sessions, throttle: throttle)
         router.get("/login", use: pages.loginForm)
         router.post("/login") { request, context in
             try await pages.login(request, context, adminTokenHash: try await store.setting(adminTokenSetting))

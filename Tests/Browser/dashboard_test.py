@@ -204,6 +204,7 @@ def main():
         browser.open(fleet.url + "/audit", "/audit")
         check(browser, "the audit page lists the deployment and the dashboard's pause",
               browser.wait("document.body.innerText.includes('POST /api/v1/rollouts') && document.body.innerText.includes('/pause')"))
+        check(browser, "the dashboard sign-in is audited", "GET /login/link" in browser.evaluate("document.body.innerText"))
         for path in ("/models", "/charts", "/devices/" + fleet.api("GET", "/api/v1/devices")[0]["id"]):
             browser.open(fleet.url + path, path.split("?")[0])
             check(browser, f"{path} renders", "BitFleet" in browser.evaluate("document.title"))

@@ -1,3 +1,4 @@
+import BitModel
 import FleetKit
 import Foundation
 import Hummingbird
@@ -31,6 +32,10 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             let code = error.status == .notFound ? "not_found" : error.status == .contentTooLarge ? "body_too_large" : "http_error"
             return try JSONResponse.make(APIErrorBody(code: code, message: error.body ?? error.status.reasonPhrase), status: error.status)
+        } catch let error as AtomicFile.WriteError where error.errno == ENOSPC {
+            // A full disk refuses new work clearly; everything already stored keeps being served.
+            return try JSONResponse.make(APIErrorBody(code: "insufficient_storage", message: "the controller's disk is full; nothing was stored"),
+                                         status: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"))
         } catch let error as DecodingError {
             return try JSONResponse.make(APIErrorBody(code: "invalid_body", message: "request body: \(describe(error))"), status: .badRequest)
         } catch {

@@ -8,6 +8,8 @@ struct DashboardPages: Sendable {
     let service: FleetService
     let rollouts: RolloutService
     let sessions: DashboardSessions
+    /// The same per-address limit on failed sign-ins as the API's admin authentication.
+    let throttle: AuthThrottle
     typealias E = HTML
 
     // MARK: Plumbing
@@ -47,17 +49,36 @@ struct DashboardPages: Sendable {
     }
 
     func login(_ request: Request, _ context: FleetRequestContext, adminTokenHash: String?) async throws -> Response {
+        let address = "admin \(context.remoteHost)"
+        guard await !throttle.isLocked(address, now: service.clock()) else {
+            try await audit("POST /login", status: 429, context)
+            return html(E.page(title: "Sign in", body: "<p class=bad>Too many failed sign-ins from this address; retry in a minute.</p>",
+                               fragment: false, csrf: nil), status: .tooManyRequests)
+        }
         var request = request
         let fields = formFields(try await request.collectBody(upTo: 16 * 1024))
         guard let token = fields["token"], let expected = adminTokenHash, Secrets.constantTimeEquals(expected, Secrets.hash(token)) else {
+            await throttle.recordFailure(address, now: service.clock())
+            try await audit("POST /login", status: 401, context)
             return redirect("/login?failed=1")
         }
+        try await audit("POST /login", status: 303, context)
         return redirect("/", cookie: try await sessions.create())
+    }
+
+    /// Dashboard sign-ins and actions go to the same audit log as the API's.
+    func audit(_ action: String, status: Int, _ context: FleetRequestContext) async throws {
+        try await service.store.insertAudit(AuditEntry(at: service.clock(), actor: status == 401 || status == 429 ? "unauthenticated" : "admin (dashboard)",
+                                                       action: action, status: status, remote: context.remoteHost))
     }
 
     func loginLink(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         let code = try context.parameters.require("code")
-        guard try await sessions.consumeLoginLink(code) else { return redirect("/login?failed=1") }
+        guard try await sessions.consumeLoginLink(code) else {
+            try await audit("GET /login/link", status: 401, context)
+            return redirect("/login?failed=1")
+        }
+        try await audit("GET /login/link", status: 303, context)
         // Only paths on this server: not "//host", not "/\\host" (browsers read both as another host).
         let next = request.uri.queryParameters["next"].map(String.init).flatMap {
             $0.hasPrefix("/") && !$0.hasPrefix("//") && !$0.contains("\\") ? $0 : nil
@@ -247,15 +268,20 @@ struct DashboardPages: Sendable {
         guard let sent = fields["csrf"], Secrets.constantTimeEquals(csrf, sent) else {
             return html("<p>Invalid or missing CSRF token.</p>", status: .forbidden)
         }
-        switch action {
-        case "pause": _ = try await rollouts.pause(id)
-        case "resume": _ = try await rollouts.resume(id)
-        case "abort": _ = try await rollouts.abort(id)
-        case "rollback": _ = try await rollouts.rollBack(id)
-        default: return html("<p>Unknown action.</p>", status: .notFound)
+        do {
+            switch action {
+            case "pause": _ = try await rollouts.pause(id)
+            case "resume": _ = try await rollouts.resume(id)
+            case "abort": _ = try await rollouts.abort(id)
+            case "rollback": _ = try await rollouts.rollBack(id)
+            default: return html("<p>Unknown action.</p>", status: .notFound)
+            }
+        } catch let error as APIError {
+            try await audit("POST /rollouts/\(id)/\(action)", status: Int(error.status.code), context)
+            return html(E.page(title: "Rollout \(id)", body: "<p class=bad>\(E.escape(error.message))</p><p><a href=\"/rollouts/\(id)\">back</a></p>",
+                               fragment: false, csrf: csrf), status: error.status)
         }
-        try await service.store.insertAudit(AuditEntry(at: service.clock(), actor: "admin (dashboard)", action: "POST /rollouts/\(id)/\(action)",
-                                                       status: 303, remote: "dashboard"))
+        try await audit("POST /rollouts/\(id)/\(action)", status: 303, context)
         return redirect("/rollouts/\(id)")
     }
 

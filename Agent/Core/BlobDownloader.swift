@@ -1,5 +1,8 @@
 import FleetKit
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// Downloads a model blob in Range-requested chunks appended to `downloads/<sha>.part`, so
 /// progress survives dropped connections, timeouts and restarts; then checks size and
@@ -24,6 +27,21 @@ struct BlobDownloader: Sendable {
         }
     }
 
+    /// One Range request, retried with backoff when the connection fails (cut, reset,
+    /// timeout); an HTTP error answer is final. Completed chunks are already on disk, so a
+    /// retry only repeats the chunk that was cut.
+    private func fetchChunk(_ path: String, from start: Int, to end: Int) async throws -> (Data, HTTPURLResponse) {
+        var attempt = 0
+        while true {
+            do {
+                return try await client.send("GET", path, headers: ["Range": "bytes=\(start)-\(end)"])
+            } catch let error as FleetClientError where error.status == nil && attempt < 5 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(200 << attempt))
+            }
+        }
+    }
+
     /// Returns the verified file (still named .part; the installer renames it).
     func download(_ manifest: DeploymentManifest) async throws -> URL {
         let part = files.partialURL(sha256: manifest.sha256)
@@ -37,7 +55,7 @@ struct BlobDownloader: Sendable {
         }
         while have < manifest.size {
             let end = min(have + chunkSize, manifest.size) - 1
-            let (data, response) = try await client.send("GET", manifest.blobPath, headers: ["Range": "bytes=\(have)-\(end)"])
+            let (data, response) = try await fetchChunk(manifest.blobPath, from: have, to: end)
             let handle = try FileHandle(forWritingTo: part)
             defer { try? handle.close() }
             if response.statusCode == 200 {

@@ -220,4 +220,23 @@ struct EndToEndTests {
             .send("POST", "/v1/push", body: try FleetJSON.encoder.encode(stale), acceptStatuses: [409])
         #expect(response.statusCode == 409, "a manifest signed with the retired key is refused")
     }
+
+    /// An agent behind a proxy that cuts every connection after 300 KB from the server:
+    /// the 840 KB model still arrives, chunk by chunk, resuming after each cut.
+    @Test("a download cut mid-transfer resumes and the model installs")
+    func cutConnections() async throws {
+        let fleet = try TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startController()
+        let proxy = try RecordingProxy(upstreamPort: fleet.controllerPort, cutAfterBytes: 300_000)
+        defer { proxy.stop() }
+        try fleet.startAgent("n", token: try await fleet.enrollmentToken(), controller: URL(string: "http://127.0.0.1:\(proxy.port)")!)
+        try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-mlp.bnn").path, "--name", "fashion"])
+        try fleet.fleetctl(["deploy", "model", "v1", "--wait", "--timeout", "90s"])
+        try await eventually("the agent runs the model") { try await fleet.device(named: "n")?.activeModel?.version == "v1" }
+        #expect(proxy.cutConnections >= 2, "the proxy cut \(proxy.cutConnections) connections")
+        let (data, _) = try await FleetHTTPClient(baseURL: fleet.agentURLs["n"]!, token: nil)
+            .send("POST", "/v1/infer", body: try fashionImages(count: 1)[0], contentType: "application/octet-stream")
+        #expect(try FleetJSON.decoder.decode(InferenceResponse.self, from: data).version == "v1")
+    }
 }

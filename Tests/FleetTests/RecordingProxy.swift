@@ -12,9 +12,20 @@ final class RecordingProxy: @unchecked Sendable {
     private let lock = NSLock()
     private var recorded = Data()
     private var running = true
+    /// Fault injection: close each connection after it carried this many bytes from the
+    /// server, mid-response (nil = never).
+    private let cutAfterBytes: Int?
+    private var cuts = 0
 
-    init(upstreamPort: Int) throws {
+    var cutConnections: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return cuts
+    }
+
+    init(upstreamPort: Int, cutAfterBytes: Int? = nil) throws {
         self.upstreamPort = upstreamPort
+        self.cutAfterBytes = cutAfterBytes
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.listener = listener
         var yes: Int32 = 1
@@ -72,9 +83,22 @@ final class RecordingProxy: @unchecked Sendable {
 
     private func pump(from source: Int32, to destination: Int32, record: Bool) {
         var buffer = [UInt8](repeating: 0, count: 65536)
+        var forwarded = 0
         while true {
-            let count = read(source, &buffer, buffer.count)
+            var count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
+            if !record, let limit = cutAfterBytes, forwarded + count > limit {
+                // Forward part of this read, then drop both sides: a transfer cut mid-way.
+                count = max(0, limit - forwarded)
+                _ = buffer.withUnsafeBufferPointer { write(destination, $0.baseAddress, count) }
+                lock.lock()
+                cuts += 1
+                lock.unlock()
+                shutdown(destination, Int32(SHUT_RDWR))
+                shutdown(source, Int32(SHUT_RDWR))
+                return
+            }
+            forwarded += count
             if record {
                 lock.lock()
                 recorded.append(contentsOf: buffer[0..<count])

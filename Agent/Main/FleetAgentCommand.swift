@@ -96,7 +96,6 @@ struct Run: AsyncParsableCommand {
             group.cancelAll()
         }
         await runtime.persistAggregates()
-        _ = configuration
     }
 }
 

@@ -1,9 +1,7 @@
+import BitModel
 import Crypto
 import FleetKit
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The controller's data directory: `fleet.sqlite` (everything but blobs), `blobs/`
 /// (models by SHA-256), `signing.key` (Ed25519, mode 0600). Created on first start.
@@ -37,8 +35,9 @@ struct DataDirectory {
         return key
     }
 
+    /// Secrets are created with mode 0600 (never briefly readable by others) and replaced atomically.
     func writeSecret(_ data: Data, to url: URL) throws {
-        try AtomicSecretFile.write(data, to: url)
+        try AtomicFile.write(data, to: url, permissions: 0o600)
     }
 }
 
@@ -52,22 +51,6 @@ enum ControllerError: Error, CustomStringConvertible {
             return "\(path) is readable by others (mode \(String(mode, radix: 8))); run chmod 600 on it"
         case .corruptKeyFile(let path):
             return "\(path) is not a 32-byte Ed25519 private key"
-        }
-    }
-}
-
-/// Writes secrets with mode 0600 from the start (never briefly world-readable).
-enum AtomicSecretFile {
-    static func write(_ data: Data, to url: URL) throws {
-        let temporary = url.path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: temporary]) }
-        let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
-        close(fd)
-        guard written == data.count, rename(temporary, url.path) == 0 else {
-            unlink(temporary)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
         }
     }
 }

@@ -31,7 +31,7 @@ struct FleetService: Sendable {
         } else {
             do {
                 var converted = try ONNXConverter.convert(data: bytes, options: ConversionOptions(name: name, version: version ?? "")).model
-                try BitEngineSelfTest.add(to: &converted)
+                try SelfTests.addVector(to: &converted)
                 bytes = try ModelWriter.data(for: converted)
                 model = converted
             } catch let error as ImportError {
@@ -347,12 +347,5 @@ struct FleetService: Sendable {
                                         meanConfidence: window.inferences > 0 ? confidence / Double(window.inferences) : nil)
         }
         return MetricsSummary(since: since, entries: entries)
-    }
-}
-
-/// A model gets a self-test vector from the engine when the controller converts it.
-enum BitEngineSelfTest {
-    static func add(to model: inout Model) throws {
-        try SelfTests.addVector(to: &model)
     }
 }

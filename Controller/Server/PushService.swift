@@ -17,9 +17,6 @@ final class PushService: Sendable {
         client = FleetHTTPClient(baseURL: URL(string: "http://127.0.0.1/")!, token: nil, timeout: 5)
     }
 
-    /// Polling keeps the schedule in the database; a deploy takes effect within one interval.
-    func wake() {}
-
     static func backoff(afterAttempts attempts: Int) -> TimeInterval {
         let base = min(60, pow(2, Double(min(attempts, 10))))
         return base * Double.random(in: 0.75...1.25)

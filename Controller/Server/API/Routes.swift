@@ -129,7 +129,6 @@ struct ControllerRoutes: Sendable {
     func deploy(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         let body = try await request.decode(as: DeploymentRequest.self, context: context)
         let info = try await service.deploy(body, createdBy: context.caller?.auditName ?? "?")
-        pushes.wake()
         return try JSONResponse.make(info, status: .created)
     }
 

@@ -1,3 +1,4 @@
+import BitModel
 import Foundation
 
 /// A small DEFLATE (RFC 1951) decoder with the gzip (RFC 1952) wrapper, so datasets
@@ -35,24 +36,9 @@ public enum Gzip {
             throw Error(description: "gzip size mismatch: trailer says \(size), inflated \(output.count)")
         }
         let crc = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[trailer + $1]) << (8 * UInt32($1)) }
-        let actual = output.withUnsafeBufferPointer { CRC32Checksum.compute(UnsafeRawBufferPointer($0)) }
+        let actual = output.withUnsafeBufferPointer { CRC32.checksum(UnsafeRawBufferPointer($0)) }
         guard crc == actual else { throw Error(description: "gzip CRC mismatch: the file is corrupted") }
         return Data(output)
-    }
-}
-
-/// zlib-compatible CRC-32 (a copy kept here so BitEngine's input readers stand alone).
-enum CRC32Checksum {
-    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
-        var c = UInt32(i)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func compute(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-        return crc ^ 0xFFFF_FFFF
     }
 }
 

@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "BitModel", targets: ["BitModel"]),
         .library(name: "BitEngine", targets: ["BitEngine"]),
         .library(name: "ModelImport", targets: ["ModelImport"]),
+        .library(name: "FleetKit", targets: ["FleetKit"]),
         .executable(name: "fleetctl", targets: ["fleetctl"]),
         .executable(name: "fleet-controller", targets: ["fleet-controller"]),
         .executable(name: "fleet-agent", targets: ["fleet-agent"]),
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         .target(name: "BitModel"),
@@ -90,12 +92,30 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The scale benchmark: many simulated devices (real protocol, real HTTP) against a
+        // real controller. Not a test: docs/BENCHMARKS.md has the commands and figures.
+        .executableTarget(
+            name: "fleet-sim",
+            dependencies: [
+                "FleetKit", "BitModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            path: "benchmarks/FleetSimulator"
+        ),
         .testTarget(name: "BitModelTests", dependencies: ["BitModel"]),
         .testTarget(name: "BitEngineTests", dependencies: ["BitEngine", "BitModel"]),
         .testTarget(name: "FleetKitTests", dependencies: ["FleetKit", "BitModel", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "ControllerTests",
-            dependencies: ["FleetController", "FleetKit", "BitModel", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FleetController", "FleetKit", "BitModel", .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "FleetTests",

@@ -43,6 +43,8 @@ struct Serve: AsyncParsableCommand {
     var authFailureLimit = 30
     @Option(help: "On first start, also write the admin token to this file (mode 0600).")
     var adminTokenFile: String?
+    @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
+    var maxConcurrentTransfers = 64
     @Option(help: "Log level: trace, debug, info, notice, warning, error (env LOG_LEVEL).")
     var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -56,6 +58,7 @@ struct Serve: AsyncParsableCommand {
         var configuration = ControllerConfiguration(dataDirectory: data.url, host: host, port: port, heartbeatInterval: heartbeatInterval)
         configuration.pushInterval = 0.5
         configuration.authFailureLimit = authFailureLimit
+        configuration.maxConcurrentTransfers = maxConcurrentTransfers
         let tokenFile = adminTokenFile
         let dataDir = data.url
         try await ControllerServer.run(configuration, logger: logger) { startup, url in

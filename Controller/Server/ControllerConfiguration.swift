@@ -15,6 +15,8 @@ public struct ControllerConfiguration: Sendable {
     public var pushInterval: Double
     /// Failed authentications per address per minute before it is refused (429).
     public var authFailureLimit = 30
+    /// Blob downloads streamed at the same time (each holds a chunk buffer).
+    public var maxConcurrentTransfers = 64
 
     public init(dataDirectory: URL, host: String = "127.0.0.1", port: Int = 8080, heartbeatInterval: Double = 30,
                 maxModelBytes: Int = 256 << 20, maxJSONBytes: Int = 4 << 20, pushInterval: Double = 0.5) {

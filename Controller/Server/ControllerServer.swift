@@ -84,7 +84,8 @@ public enum ControllerServer {
         let startup = try await prepare(directory, store: store)
         let service = FleetService(store: store, blobs: FileBlobStore(directory: directory.blobsURL),
                                    signer: ManifestSigner(privateKey: try directory.signingKey()), fleetID: startup.fleetID,
-                                   configuration: configuration, clock: { Date() })
+                                   configuration: configuration, clock: { Date() },
+                                   transfers: TransferLimiter(permits: configuration.maxConcurrentTransfers))
         let pushes = PushService(service: service, logger: logger)
         let routes = ControllerRoutes(service: service, pushes: pushes)
 

@@ -15,6 +15,8 @@ struct FleetService: Sendable {
     let configuration: ControllerConfiguration
     let clock: @Sendable () -> Date
     let metrics = ControllerMetrics()
+    let caches = HeartbeatCaches()
+    var transfers = TransferLimiter(permits: 64)
 
     // MARK: Registry
 
@@ -138,16 +140,29 @@ struct FleetService: Sendable {
     /// The device behind a `deviceID.secret` credential, if valid and not revoked.
     func authenticateDevice(credential: String) async throws -> DeviceRecord? {
         let parts = credential.split(separator: ".", maxSplits: 1)
-        guard parts.count == 2, let device = try await store.device(id: String(parts[0])), !device.revoked,
-              Secrets.constantTimeEquals(device.credentialHash, Secrets.hash(String(parts[1]))) else {
+        guard parts.count == 2 else { return nil }
+        let deviceID = String(parts[0]), secretHash = Secrets.hash(String(parts[1]))
+        if let known = caches.authenticatedDevice(id: deviceID) {
+            return Secrets.constantTimeEquals(known.credentialHash, secretHash) ? known : nil
+        }
+        guard let device = try await store.device(id: deviceID), !device.revoked,
+              Secrets.constantTimeEquals(device.credentialHash, secretHash) else {
             return nil
         }
+        caches.remember(authenticated: device)
         return device
+    }
+
+    /// Revokes at once: the credential cache forgets the device before the answer.
+    func revokeDevice(id: String) async throws -> Bool {
+        caches.forget(device: id)
+        defer { caches.forget(device: id) }
+        return try await store.revokeDevice(id: id)
     }
 
     // MARK: Heartbeats
 
-    func heartbeat(device: DeviceRecord, _ request: HeartbeatRequest) async throws -> HeartbeatResponse {
+    func heartbeat(device: DeviceRecord, _ request: HeartbeatRequest, bytes: Int) async throws -> HeartbeatResponse {
         metrics.heartbeats.increment()
         let start = ContinuousClock.now
         defer { metrics.heartbeatDuration.record(ContinuousClock.now - start) }
@@ -161,37 +176,46 @@ struct FleetService: Sendable {
         guard request.aggregates.allSatisfy(\.isWellFormed) else {
             throw APIError(.badRequest, "invalid_aggregates", "an aggregate window is malformed")
         }
+        let pushURL = try Self.validatedPushURL(request.pushURL)
         let activeJSON = try request.activeModel.map { String(decoding: try FleetJSON.encoder.encode($0), as: UTF8.self) }
-        try await store.recordHeartbeat(deviceID: device.id, now: clock(), agentVersion: String(request.agentVersion.prefix(100)),
-                                        pushURL: try Self.validatedPushURL(request.pushURL), activeModelJSON: activeJSON)
-        for report in request.reports {
-            try await store.applyReport(deviceID: device.id, report: report, now: clock())
-        }
-        if !request.shadow.isEmpty {
-            guard request.shadow.count <= 100, request.shadow.allSatisfy(\.isWellFormed) else {
-                throw APIError(.badRequest, "invalid_shadow", "shadow reports are malformed or too many")
+        let now = clock()
+        let desiredID = try await store.ingestHeartbeat(HeartbeatWrite(
+            deviceID: device.id, now: now, agentVersion: String(request.agentVersion.prefix(100)), pushURL: pushURL,
+            activeModelJSON: activeJSON, reports: request.reports, shadow: request.shadow, events: request.events,
+            aggregates: request.aggregates, upload: Self.ledgerEntry(request, bytes: bytes, at: now)))
+        var desired: SignedManifest?
+        if let desiredID, let (deployment, model) = try await cachedDeployment(id: desiredID),
+           request.activeModel?.sequence != deployment.sequence {
+            // A device already running its desired deployment gets no manifest: nothing to
+            // sign here, nothing to verify on the device.
+            desired = try caches.manifest(deviceID: device.id, deploymentID: desiredID) {
+                try manifest(for: device.id, deployment: deployment, model: model)
             }
-            for report in request.shadow { try await store.addShadowReport(deviceID: device.id, report: report) }
         }
-        if !request.events.isEmpty {
-            guard request.events.count <= 1000 else { throw APIError(.contentTooLarge, "too_many_items", "at most 1000 events") }
-            try await store.insertEvents(deviceID: device.id, events: request.events)
+        return HeartbeatResponse(desired: desired, heartbeatInterval: configuration.heartbeatInterval,
+                                 keyAnnouncements: try await caches.setting("keys") { try await ControllerServer.keyAnnouncements(store) },
+                                 privacy: try await caches.setting("privacy") { try await privacySettings() })
+    }
+
+    /// Deployments and their models never change once created, so they are read once.
+    func cachedDeployment(id: Int64) async throws -> (DeploymentRecord, ModelRecord)? {
+        if let cached = caches.deployment(id: id) { return cached }
+        guard let deployment = try await store.deployment(id: id), let model = try await store.model(id: deployment.modelID) else {
+            return nil
         }
-        if !request.aggregates.isEmpty {
-            try await store.mergeAggregates(deviceID: device.id, windows: request.aggregates)
-        }
-        return HeartbeatResponse(desired: try await desiredManifest(deviceID: device.id), heartbeatInterval: configuration.heartbeatInterval,
-                                 keyAnnouncements: try await ControllerServer.keyAnnouncements(store), privacy: try await privacySettings())
+        caches.remember(deployment: deployment, model: model)
+        return (deployment, model)
     }
 
     /// The signed manifest of the device's desired deployment.
     func desiredManifest(deviceID: String) async throws -> SignedManifest? {
         guard let device = try await store.device(id: deviceID), let deploymentID = device.desiredDeploymentID,
-              let deployment = try await store.deployment(id: deploymentID),
-              let model = try await store.model(id: deployment.modelID) else {
+              let (deployment, model) = try await cachedDeployment(id: deploymentID) else {
             return nil
         }
-        return try manifest(for: deviceID, deployment: deployment, model: model)
+        return try caches.manifest(deviceID: deviceID, deploymentID: deploymentID) {
+            try manifest(for: deviceID, deployment: deployment, model: model)
+        }
     }
 
     func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord) throws -> SignedManifest {
@@ -267,6 +291,7 @@ struct FleetService: Sendable {
             throw APIError(.badRequest, "invalid_privacy", "minCount must be 0...1000000 and epsilon in (0, 100]")
         }
         try await store.setSetting(Self.privacySetting, String(decoding: try FleetJSON.encoder.encode(settings), as: UTF8.self))
+        caches.forget(setting: "privacy")
     }
 
     /// The ledger entry of one heartbeat: its size and which fields carried something.

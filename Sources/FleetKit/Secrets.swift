@@ -4,6 +4,19 @@ import Foundation
 /// Random secrets (tokens, credentials) and how they are stored. Secrets are 256-bit
 /// random values, so a plain SHA-256 is a safe way to store them: nothing to brute-force.
 public enum Secrets {
+    /// Lowercase hex. Every device request hashes its credential, so this is on the
+    /// controller's hottest path: a table, not `String(format:)` per byte.
+    public static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     public static func randomToken(bytes: Int = 32) -> String {
         var generator = SystemRandomNumberGenerator()
         let raw = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -15,7 +28,7 @@ public enum Secrets {
     public static func hash(_ secret: String) -> String { sha256Hex(Data(secret.utf8)) }
 
     public static func sha256Hex(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        hex(SHA256.hash(data: data))
     }
 
     /// Compares without an early exit, so timing does not reveal how much of a hash matched.
@@ -35,6 +48,6 @@ public enum FileDigest {
         defer { try? handle.close() }
         var hasher = SHA256()
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Secrets.hex(hasher.finalize())
     }
 }

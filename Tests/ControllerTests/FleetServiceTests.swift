@@ -36,7 +36,7 @@ struct FleetServiceTests {
         #expect(!stored.credentialHash.contains(enrolled.credential.split(separator: ".")[1]))
         #expect(try await harness.service.authenticateDevice(credential: enrolled.credential)?.id == enrolled.deviceID)
         #expect(try await harness.service.authenticateDevice(credential: enrolled.deviceID + ".wrong") == nil)
-        _ = try await harness.store.revokeDevice(id: enrolled.deviceID)
+        _ = try await harness.service.revokeDevice(id: enrolled.deviceID)
         #expect(try await harness.service.authenticateDevice(credential: enrolled.credential) == nil)
     }
 
@@ -96,12 +96,12 @@ struct FleetServiceTests {
         window.record(predictedClass: 2, latencyMs: 3, confidence: 0.9)
         window.record(predictedClass: 0, latencyMs: 0.3, confidence: 0.4)
         let beat = HeartbeatRequest(agentVersion: "1", pushURL: "", activeModel: nil, reports: [], aggregates: [window], events: [])
-        _ = try await harness.service.heartbeat(device: record, beat)
-        _ = try await harness.service.heartbeat(device: record, beat)  // the reply to the first was lost
+        _ = try await harness.service.heartbeat(device: record, beat, bytes: 100)
+        _ = try await harness.service.heartbeat(device: record, beat, bytes: 100)  // the reply to the first was lost
         var later = AggregateWindow(start: start.addingTimeInterval(60), end: start.addingTimeInterval(120), model: "m", version: "v1", classes: 3)
         later.record(predictedClass: 2, latencyMs: 1, confidence: 0.5)
         _ = try await harness.service.heartbeat(device: record, HeartbeatRequest(agentVersion: "1", pushURL: "", activeModel: nil, reports: [],
-                                                                                   aggregates: [later], events: []))
+                                                                                   aggregates: [later], events: []), bytes: 100)
         let summary = try await harness.service.metrics(since: start, model: "m")
         #expect(summary.entries.first?.inferences == 3)
         #expect(summary.entries.first?.classCounts == [1, 0, 2])
@@ -109,7 +109,7 @@ struct FleetServiceTests {
         broken.latencyHistogram = [1]
         await #expect(throws: APIError.self) {
             try await harness.service.heartbeat(device: record, HeartbeatRequest(agentVersion: "1", pushURL: "", activeModel: nil, reports: [],
-                                                                                   aggregates: [broken], events: []))
+                                                                                   aggregates: [broken], events: []), bytes: 100)
         }
     }
 

@@ -120,7 +120,7 @@ struct ControllerRoutes: Sendable {
 
     func revokeDevice(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        guard try await service.store.revokeDevice(id: id), let device = try await service.store.device(id: id) else {
+        guard try await service.revokeDevice(id: id), let device = try await service.store.device(id: id) else {
             throw APIError(.notFound, "unknown_device", "no device '\(id)'")
         }
         return try JSONResponse.make(try await service.deviceInfo(device))
@@ -227,8 +227,7 @@ struct ControllerRoutes: Sendable {
         var request = request
         let raw = try await request.collectBody(upTo: context.maxUploadSize)
         let body = try FleetJSON.decoder.decode(HeartbeatRequest.self, from: Data(buffer: raw))
-        let response = try await service.heartbeat(device: device, body)
-        try await service.store.insertUpload(deviceID: device.id, FleetService.ledgerEntry(body, bytes: raw.readableBytes, at: service.clock()))
+        let response = try await service.heartbeat(device: device, body, bytes: raw.readableBytes)
         return try JSONResponse.make(response)
     }
 
@@ -262,13 +261,26 @@ struct ControllerRoutes: Sendable {
             range = parsed
             status = .partialContent
         }
-        let handle = try FileHandle(forReadingFrom: url)
-        defer { try? handle.close() }
-        try handle.seek(toOffset: UInt64(range.lowerBound))
-        let data = try handle.read(upToCount: range.count) ?? Data()
+        // Streamed in 64 KiB chunks with backpressure, a bounded number at a time: a
+        // thousand devices downloading at once cost the controller a few chunks, not a
+        // blob each.
+        let file = try await FileIO().loadFile(path: url.path, range: range.lowerBound...(range.upperBound - 1), context: context,
+                                               chunkLength: 64 * 1024)
+        let limiter = service.transfers
+        let body = ResponseBody(contentLength: range.count) { writer in
+            await limiter.acquire()
+            do {
+                let stream = file
+                try await stream.write(writer)
+                await limiter.release()
+            } catch {
+                await limiter.release()
+                throw error
+            }
+        }
         var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes"]
         if status == .partialContent { headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)" }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: body)
     }
 }
 

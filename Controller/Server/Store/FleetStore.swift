@@ -20,7 +20,9 @@ protocol FleetStore: Sendable {
     func insertDevice(_ device: DeviceRecord) async throws
     func device(id: String) async throws -> DeviceRecord?
     func devices() async throws -> [DeviceRecord]
-    func recordHeartbeat(deviceID: String, now: Date, agentVersion: String, pushURL: String, activeModelJSON: String?) async throws
+    /// Applies a whole heartbeat atomically; returns the device's desired deployment id.
+    func ingestHeartbeat(_ heartbeat: HeartbeatWrite) async throws -> Int64?
+    /// Call through `FleetService.revokeDevice`, which also drops the cached credential.
     func revokeDevice(id: String) async throws -> Bool
 
     /// Creates a deployment with the next fleet-wide sequence for `deviceIDs`, making it
@@ -73,6 +75,21 @@ protocol FleetStore: Sendable {
     /// Stores windows by (device, model, version, start), replacing a repeated delivery.
     func mergeAggregates(deviceID: String, windows: [AggregateWindow]) async throws
     func metricWindows(since: Date, model: String?) async throws -> [MetricWindowRecord]
+}
+
+/// What one heartbeat writes: the device's state, its reports, shadow counts, events,
+/// aggregate windows and the privacy-ledger entry describing the upload.
+struct HeartbeatWrite: Sendable {
+    var deviceID: String
+    var now: Date
+    var agentVersion: String
+    var pushURL: String
+    var activeModelJSON: String?
+    var reports: [DeploymentReport]
+    var shadow: [ShadowReport]
+    var events: [DeviceEvent]
+    var aggregates: [AggregateWindow]
+    var upload: UploadRecord
 }
 
 enum StoreError: Error, CustomStringConvertible {

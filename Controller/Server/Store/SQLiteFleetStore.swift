@@ -98,22 +98,44 @@ final class SQLiteFleetStore: FleetStore {
         try await database.read { db in try DeviceRecord.order(Column("name"), Column("id")).fetchAll(db) }
     }
 
-    func recordHeartbeat(deviceID: String, now: Date, agentVersion: String, pushURL: String, activeModelJSON: String?) async throws {
+    /// Everything one heartbeat changes, in one transaction: a heartbeat is applied whole
+    /// or not at all, and the controller pays for one commit per heartbeat, not six.
+    func ingestHeartbeat(_ heartbeat: HeartbeatWrite) async throws -> Int64? {
         try await database.write { db in
-            var activeJSON = activeModelJSON
-            // A heartbeat composed before an activation may arrive after its report: keep
-            // the newer model unless that deployment failed on the device (a revert).
-            if let incoming = activeModelJSON.flatMap({ try? JSONDecoder().decode(ActiveModel.self, from: Data($0.utf8)) }),
-               let stored = try DeviceRecord.fetchOne(db, key: deviceID)?.activeModel, incoming.sequence < stored.sequence {
-                let state = try String.fetchOne(db, sql: "SELECT dd.state FROM deviceDeployment dd JOIN deployment d ON d.id = dd.deploymentID WHERE d.sequence = ? AND dd.deviceID = ?",
-                                                arguments: [stored.sequence, deviceID])
-                if state != DeploymentState.failed.rawValue {
-                    activeJSON = String(decoding: try FleetJSON.encoder.encode(stored), as: UTF8.self)
-                }
-            }
-            try db.execute(sql: "UPDATE device SET lastSeen = ?, agentVersion = ?, pushURL = ?, activeModelJSON = ? WHERE id = ?",
-                           arguments: [now, agentVersion, pushURL, activeJSON, deviceID])
+            let desired = try Self.recordHeartbeat(db, deviceID: heartbeat.deviceID, now: heartbeat.now, agentVersion: heartbeat.agentVersion,
+                                                   pushURL: heartbeat.pushURL, activeModelJSON: heartbeat.activeModelJSON)
+            for report in heartbeat.reports { try Self.applyReport(db, deviceID: heartbeat.deviceID, report: report, now: heartbeat.now) }
+            for report in heartbeat.shadow { try Self.addShadowReport(db, deviceID: heartbeat.deviceID, report: report) }
+            try Self.insertEvents(db, deviceID: heartbeat.deviceID, events: heartbeat.events)
+            try Self.mergeAggregates(db, deviceID: heartbeat.deviceID, windows: heartbeat.aggregates, encoder: JSONEncoder())
+            try Self.insertUpload(db, deviceID: heartbeat.deviceID, heartbeat.upload)
+            return desired
         }
+    }
+
+    /// Updates the device's liveness and state; returns its desired deployment id. The
+    /// statements are prepared once per connection (this runs for every heartbeat).
+    @discardableResult
+    private static func recordHeartbeat(_ db: Database, deviceID: String, now: Date, agentVersion: String, pushURL: String,
+                                        activeModelJSON: String?) throws -> Int64? {
+        let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT activeModelJSON, desiredDeploymentID FROM device WHERE id = ?"),
+                                   arguments: [deviceID])
+        let storedJSON: String? = row?["activeModelJSON"]
+        var activeJSON = activeModelJSON
+        // A heartbeat composed before an activation may arrive after its report: keep
+        // the newer model unless that deployment failed on the device (a revert).
+        if let activeModelJSON, let storedJSON, activeModelJSON != storedJSON,
+           let incoming = try? FleetJSON.decoder.decode(ActiveModel.self, from: Data(activeModelJSON.utf8)),
+           let stored = try? FleetJSON.decoder.decode(ActiveModel.self, from: Data(storedJSON.utf8)), incoming.sequence < stored.sequence {
+            let state = try String.fetchOne(db, sql: "SELECT dd.state FROM deviceDeployment dd JOIN deployment d ON d.id = dd.deploymentID WHERE d.sequence = ? AND dd.deviceID = ?",
+                                            arguments: [stored.sequence, deviceID])
+            if state != DeploymentState.failed.rawValue {
+                activeJSON = storedJSON
+            }
+        }
+        try db.cachedStatement(sql: "UPDATE device SET lastSeen = ?, agentVersion = ?, pushURL = ?, activeModelJSON = ? WHERE id = ?")
+            .execute(arguments: [DatabaseTimestamp.text(now), agentVersion, pushURL, activeJSON, deviceID])
+        return row?["desiredDeploymentID"]
     }
 
     func revokeDevice(id: String) async throws -> Bool {
@@ -124,7 +146,11 @@ final class SQLiteFleetStore: FleetStore {
     }
 
     func addShadowReport(deviceID: String, report: ShadowReport) async throws {
-        try await database.write { db in
+        try await database.write { db in try Self.addShadowReport(db, deviceID: deviceID, report: report) }
+    }
+
+    private static func addShadowReport(_ db: Database, deviceID: String, report: ShadowReport) throws {
+        do {
             guard let deployment = try DeploymentRecord.filter(Column("sequence") == report.sequence).fetchOne(db), deployment.shadow,
                   try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID]) != nil else { return }
             var total = report
@@ -220,7 +246,11 @@ final class SQLiteFleetStore: FleetStore {
     }
 
     func applyReport(deviceID: String, report: DeploymentReport, now: Date) async throws {
-        try await database.write { db in
+        try await database.write { db in try Self.applyReport(db, deviceID: deviceID, report: report, now: now) }
+    }
+
+    private static func applyReport(_ db: Database, deviceID: String, report: DeploymentReport, now: Date) throws {
+        do {
             guard let deploymentID = try Int64.fetchOne(db, sql: "SELECT id FROM deployment WHERE sequence = ?", arguments: [report.sequence]),
                   var row = try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deploymentID, "deviceID": deviceID]) else {
                 return
@@ -283,7 +313,11 @@ final class SQLiteFleetStore: FleetStore {
     }
 
     func insertEvents(deviceID: String, events: [DeviceEvent]) async throws {
-        try await database.write { db in
+        try await database.write { db in try Self.insertEvents(db, deviceID: deviceID, events: events) }
+    }
+
+    private static func insertEvents(_ db: Database, deviceID: String, events: [DeviceEvent]) throws {
+        do {
             for event in events {
                 var record = DeviceEventRecord(id: nil, deviceID: deviceID, at: event.at, kind: String(event.kind.prefix(64)),
                                                message: String(event.message.prefix(2000)))
@@ -299,10 +333,14 @@ final class SQLiteFleetStore: FleetStore {
     }
 
     func insertUpload(deviceID: String, _ upload: UploadRecord) async throws {
-        try await database.write { db in
-            try db.execute(sql: "INSERT INTO upload(deviceID, at, bytes, fieldsJSON, epsilonSpent) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [deviceID, upload.at, upload.bytes, String(decoding: try JSONEncoder().encode(upload.fields), as: UTF8.self),
-                                       upload.epsilonSpent])
+        try await database.write { db in try Self.insertUpload(db, deviceID: deviceID, upload) }
+    }
+
+    private static func insertUpload(_ db: Database, deviceID: String, _ upload: UploadRecord) throws {
+        do {
+            try db.cachedStatement(sql: "INSERT INTO upload(deviceID, at, bytes, fieldsJSON, epsilonSpent) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [deviceID, DatabaseTimestamp.text(upload.at), upload.bytes, String(decoding: try JSONEncoder().encode(upload.fields), as: UTF8.self),
+                                     upload.epsilonSpent])
         }
     }
 
@@ -381,7 +419,11 @@ final class SQLiteFleetStore: FleetStore {
 
     func mergeAggregates(deviceID: String, windows: [AggregateWindow]) async throws {
         let encoder = JSONEncoder()
-        try await database.write { db in
+        try await database.write { db in try Self.mergeAggregates(db, deviceID: deviceID, windows: windows, encoder: encoder) }
+    }
+
+    private static func mergeAggregates(_ db: Database, deviceID: String, windows: [AggregateWindow], encoder: JSONEncoder) throws {
+        do {
             for window in windows {
                 // An agent sends each window until it is acknowledged, and a window it merged
                 // while offline keeps the earliest start and carries the full counts: storing

@@ -1,0 +1,73 @@
+import FleetKit
+import Foundation
+
+/// What heartbeats read over and over, kept in memory so that a heartbeat costs one
+/// write transaction and no read:
+/// - devices that authenticated (their credential hash; the record only for its id, as
+///   routes take everything else from the store), forgotten when revoked;
+/// - deployments and models, which never change once created;
+/// - signed manifests per device and deployment (Ed25519 signing is the most expensive
+///   step of a heartbeat that has to carry one);
+/// - fleet settings (privacy, signing-key announcements) for a few seconds, so a change
+///   made by another process (`fleet-controller rotate-signing-key`) is seen quickly.
+/// Per process: a second controller replica keeps its own, which is correct because all
+/// of it is either immutable or expires.
+final class HeartbeatCaches: @unchecked Sendable {
+    private let lock = NSLock()
+    private var deployments: [Int64: (DeploymentRecord, ModelRecord)] = [:]
+    private var manifests: [String: SignedManifest] = [:]
+    private var settings: [String: (value: any Sendable, until: Date)] = [:]
+    private var devices: [String: DeviceRecord] = [:]
+    private let maxDevices = 200_000
+    /// About 1 KB per manifest: bounded well below the controller's memory budget.
+    private let maxManifests = 50_000
+    private let settingLifetime: TimeInterval = 5
+
+    func authenticatedDevice(id: String) -> DeviceRecord? {
+        lock.withLock { devices[id] }
+    }
+
+    func remember(authenticated device: DeviceRecord) {
+        lock.withLock {
+            if devices.count >= maxDevices { devices.removeAll(keepingCapacity: true) }
+            devices[device.id] = device
+        }
+    }
+
+    func forget(device id: String) {
+        lock.withLock { devices[id] = nil }
+    }
+
+    func deployment(id: Int64) -> (DeploymentRecord, ModelRecord)? {
+        lock.withLock { deployments[id] }
+    }
+
+    func remember(deployment: DeploymentRecord, model: ModelRecord) {
+        guard let id = deployment.id else { return }
+        lock.withLock { deployments[id] = (deployment, model) }
+    }
+
+    func manifest(deviceID: String, deploymentID: Int64, sign: () throws -> SignedManifest) throws -> SignedManifest {
+        let key = "\(deploymentID)/\(deviceID)"
+        if let cached = lock.withLock({ manifests[key] }) { return cached }
+        let signed = try sign()
+        lock.withLock {
+            // Manifests of older deployments are dead weight once devices moved on.
+            if manifests.count >= maxManifests { manifests.removeAll(keepingCapacity: true) }
+            manifests[key] = signed
+        }
+        return signed
+    }
+
+    func setting<Value: Sendable>(_ name: String, load: () async throws -> Value) async throws -> Value {
+        let now = Date()
+        if let cached = lock.withLock({ settings[name] }), cached.until > now, let value = cached.value as? Value { return value }
+        let value = try await load()
+        lock.withLock { settings[name] = (value, now.addingTimeInterval(settingLifetime)) }
+        return value
+    }
+
+    func forget(setting name: String) {
+        lock.withLock { settings[name] = nil }
+    }
+}

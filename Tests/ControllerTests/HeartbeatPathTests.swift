@@ -1,0 +1,74 @@
+import BitModel
+import FleetKit
+import Foundation
+import GRDB
+import Testing
+@testable import FleetController
+
+/// The heartbeat fast path: one transaction, in-memory caches that must never serve a
+/// revoked credential or a wrong manifest, and timestamps identical to GRDB's own.
+@Suite("Heartbeat path")
+struct HeartbeatPathTests {
+    let samples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Models/fashion-mnist")
+
+    @Test("timestamps are written exactly as GRDB writes dates")
+    func timestamps() {
+        var random = SeededGenerator(seed: 42)
+        var dates = [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 1_799_999_999.9995),
+                     Date(timeIntervalSince1970: 951_782_400.001), Date(timeIntervalSince1970: 4_102_444_799.999)]
+        for _ in 0..<5000 { dates.append(Date(timeIntervalSince1970: Double.random(in: 0..<4_102_444_800, using: &random))) }
+        for date in dates {
+            #expect(DatabaseTimestamp.text(date) == String.fromDatabaseValue(date.databaseValue), "\(date.timeIntervalSince1970)")
+        }
+    }
+
+    @Test("a cached credential stops working the moment the device is revoked")
+    func revocationBeatsTheCache() async throws {
+        let harness = try ServiceHarness()
+        let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600, labels: [:]))
+        let device = try await harness.service.enroll(EnrollRequest(token: token.token, name: "a", labels: [:], pushURL: "", agentVersion: "t"))
+        #expect(try await harness.service.authenticateDevice(credential: device.credential)?.id == device.deviceID)
+        #expect(try await harness.service.authenticateDevice(credential: device.credential)?.id == device.deviceID)  // from the cache
+        #expect(try await harness.service.authenticateDevice(credential: device.deviceID + ".wrong") == nil)
+        #expect(try await harness.service.revokeDevice(id: device.deviceID))
+        #expect(try await harness.service.authenticateDevice(credential: device.credential) == nil)
+    }
+
+    @Test("a heartbeat carries the desired manifest until the device runs it, and lands in one transaction")
+    func desiredUntilConverged() async throws {
+        let harness = try ServiceHarness()
+        let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600, labels: [:]))
+        let enrolled = try await harness.service.enroll(EnrollRequest(token: token.token, name: "a", labels: [:], pushURL: "", agentVersion: "t"))
+        let device = try #require(try await harness.store.device(id: enrolled.deviceID))
+        let idle = HeartbeatRequest(agentVersion: "t", pushURL: "", activeModel: nil, reports: [], aggregates: [], events: [])
+        #expect(try await harness.service.heartbeat(device: device, idle, bytes: 10).desired == nil)
+
+        let file = try Data(contentsOf: samples.appendingPathComponent("bnn-cnn.bnn"))
+        let model = try await harness.service.uploadModel(file, name: "fashion", version: nil, createdBy: "admin")
+        let deployment = try await harness.service.deploy(DeploymentRequest(model: nil, version: "v1", target: DeploymentTarget()), createdBy: "admin")
+        let first = try #require(try await harness.service.heartbeat(device: device, idle, bytes: 10).desired)
+        let again = try #require(try await harness.service.heartbeat(device: device, idle, bytes: 10).desired)
+        #expect(first == again)  // signed once, served from the cache
+        let verifier = try ManifestVerifier(publicKeyBase64: enrolled.publicKey, fleetID: enrolled.fleetID, deviceID: enrolled.deviceID)
+        #expect(try verifier.verify(first, lastAccepted: 0).sequence == deployment.sequence)
+
+        // The device reports activation and its model in the same heartbeat.
+        let running = ActiveModel(name: "fashion", version: "v1", sha256: model.sha256, sequence: deployment.sequence)
+        let converged = HeartbeatRequest(agentVersion: "t", pushURL: "http://127.0.0.1:7070", activeModel: running,
+                                         reports: [DeploymentReport(sequence: deployment.sequence, state: .active)], aggregates: [], events: [])
+        #expect(try await harness.service.heartbeat(device: device, converged, bytes: 10).desired == nil)
+        #expect(try await harness.store.deviceDeployment(deploymentID: deployment.id, deviceID: device.id)?.state == "active")
+        let stored = try #require(try await harness.store.device(id: device.id))
+        #expect(stored.activeModel == running && stored.pushURL == "http://127.0.0.1:7070")
+        #expect(try await harness.store.uploads(deviceID: device.id, limit: 10).count == 4)
+
+        // A heartbeat refused by validation writes nothing, not even liveness.
+        var broken = AggregateWindow(start: Date(), end: Date().addingTimeInterval(60), model: "fashion", version: "v1", classes: 10)
+        broken.latencyHistogram = [1]
+        let refused = HeartbeatRequest(agentVersion: "t2", pushURL: "", activeModel: nil, reports: [], aggregates: [broken], events: [])
+        await #expect(throws: APIError.self) { try await harness.service.heartbeat(device: device, refused, bytes: 10) }
+        #expect(try await harness.store.device(id: device.id)?.agentVersion == "t")
+        #expect(try await harness.store.uploads(deviceID: device.id, limit: 10).count == 4)
+    }
+}

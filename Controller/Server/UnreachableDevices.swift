@@ -25,6 +25,9 @@ struct UnreachableDevices: Sendable {
     func run() async {
         // A quarter of the threshold keeps the report prompt without a write every tick.
         let period = min(5, max(0.2, service.configuration.unreachableAfter / 4))
+        // Silence while the controller itself was down proves nothing about the devices:
+        // give every device a full `unreachableAfter` of uptime to heartbeat first.
+        try? await Task.sleep(for: .milliseconds(Int(service.configuration.unreachableAfter * 1000)))
         while !Task.isCancelled {
             do {
                 try await sweep()

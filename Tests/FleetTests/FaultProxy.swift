@@ -184,7 +184,8 @@ final class FaultProxy: @unchecked Sendable {
             }
             var offset = 0
             while offset < count {
-                let written = buffer[offset..<count].withUnsafeBufferPointer { write(destination, $0.baseAddress, count - offset) }
+                // MSG_NOSIGNAL: a peer that died (a killed controller) must not SIGPIPE the tests.
+                let written = buffer[offset..<count].withUnsafeBufferPointer { send(destination, $0.baseAddress, count - offset, Int32(MSG_NOSIGNAL)) }
                 if written <= 0 { break }
                 offset += written
             }

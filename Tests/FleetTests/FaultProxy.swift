@@ -10,8 +10,9 @@ import Glibc
 ///   connection); `.blackHole` accepts, reads and never answers. Changing the mode severs
 ///   the live connections, so kept-alive HTTP connections feel it too.
 /// - `dropProbability`: share of connections accepted and closed before any byte.
-/// - `cutProbability` with `cutAfterBytes`: share of connections cut after that many bytes
-///   from the server, mid-response.
+/// - `cutEvery` with `cutAfterBytes`: of the connections that carry more than that many
+///   bytes from the server, every `cutEvery`-th is cut there, mid-response (1 = all), so
+///   cuts happen however few connections a kept-alive client opens.
 /// - `chunkDelay`: latency added before every forwarded chunk (at most `chunkSize` bytes),
 ///   both ways; also paces uploads so a test can kill a server mid-transfer.
 final class FaultProxy: @unchecked Sendable {
@@ -30,14 +31,15 @@ final class FaultProxy: @unchecked Sendable {
     private var _upstreamPort: Int
     private var _mode = Mode.pass
     private var _counters = Counters()
-    private var settings: (drop: Double, cut: Double, cutAfter: Int, delay: TimeInterval)
+    private var settings: (drop: Double, cutEvery: Int, cutAfter: Int, delay: TimeInterval)
+    private var crossings = 0
     let chunkSize: Int
 
-    init(upstreamPort: Int, seed: UInt64, dropProbability: Double = 0, cutProbability: Double = 0, cutAfterBytes: Int = 0,
+    init(upstreamPort: Int, seed: UInt64, dropProbability: Double = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0,
          chunkDelay: TimeInterval = 0, chunkSize: Int = 16 * 1024) throws {
         _upstreamPort = upstreamPort
         random = SeededGenerator(seed: seed)
-        settings = (dropProbability, cutProbability, cutAfterBytes, chunkDelay)
+        settings = (dropProbability, cutEvery, cutAfterBytes, chunkDelay)
         self.chunkSize = chunkSize
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
@@ -80,8 +82,8 @@ final class FaultProxy: @unchecked Sendable {
     var counters: Counters { locked { _counters } }
 
     /// Changes the random faults; live connections keep the ones they were given.
-    func setFaults(dropProbability: Double = 0, cutProbability: Double = 0, cutAfterBytes: Int = 0, chunkDelay: TimeInterval = 0) {
-        locked { settings = (dropProbability, cutProbability, cutAfterBytes, chunkDelay) }
+    func setFaults(dropProbability: Double = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0, chunkDelay: TimeInterval = 0) {
+        locked { settings = (dropProbability, cutEvery, cutAfterBytes, chunkDelay); crossings = 0 }
     }
 
     func stop() {
@@ -120,8 +122,8 @@ final class FaultProxy: @unchecked Sendable {
             if stopped { return nil }
             _counters.connections += 1
             let drop = settings.drop > 0 && Double.random(in: 0..<1, using: &random) < settings.drop
-            let cut = settings.cut > 0 && Double.random(in: 0..<1, using: &random) < settings.cut
-            return Plan(mode: _mode, drop: drop, cutAfter: cut ? settings.cutAfter : nil, delay: settings.delay, upstream: _upstreamPort)
+            return Plan(mode: _mode, drop: drop, cutAfter: settings.cutEvery > 0 ? settings.cutAfter : nil, delay: settings.delay,
+                        upstream: _upstreamPort)
         }
     }
 
@@ -169,7 +171,16 @@ final class FaultProxy: @unchecked Sendable {
         }
     }
 
+    /// Whether the connection crossing the cut threshold now is one to cut.
+    private func cutsAtCrossing() -> Bool {
+        locked {
+            crossings += 1
+            return settings.cutEvery > 0 && crossings % settings.cutEvery == 0
+        }
+    }
+
     private func pump(from source: Int32, to destination: Int32, cutAfter: Int?, delay: TimeInterval, pair: ConnectionPair) {
+        var cutAfter = cutAfter
         defer { pair.finished() }
         var buffer = [UInt8](repeating: 0, count: chunkSize)
         var forwarded = 0
@@ -179,8 +190,12 @@ final class FaultProxy: @unchecked Sendable {
             if delay > 0 { usleep(useconds_t(delay * 1_000_000)) }
             var cutting = false
             if let limit = cutAfter, forwarded + count > limit {
-                count = max(0, limit - forwarded)
-                cutting = true
+                if cutsAtCrossing() {
+                    count = max(0, limit - forwarded)
+                    cutting = true
+                } else {
+                    cutAfter = nil
+                }
             }
             var offset = 0
             while offset < count {

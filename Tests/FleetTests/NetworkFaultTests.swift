@@ -31,8 +31,9 @@ struct NetworkFaultTests {
         let fleet = try TestFleet()
         defer { fleet.shutdown() }
         try fleet.startController()
-        // A fifth of connections dropped on accept, a third cut after 100 KB, 2 ms per 16 KB.
-        let proxy = try FaultProxy(upstreamPort: fleet.controllerPort, seed: seed, dropProbability: 0.2, cutProbability: 0.33,
+        // A fifth of connections dropped on accept, every second one that carries more than
+        // 100 KB cut there, 2 ms per 16 KB.
+        let proxy = try FaultProxy(upstreamPort: fleet.controllerPort, seed: seed, dropProbability: 0.2, cutEvery: 2,
                                    cutAfterBytes: 100_000, chunkDelay: 0.002)
         defer { proxy.stop() }
         for name in ["l1", "l2"] { try fleet.startAgent(name, token: try await fleet.enrollmentToken(), controller: proxy.url) }
@@ -59,7 +60,7 @@ struct NetworkFaultTests {
 
         // Every connection cut after 50 KB: heartbeats fit, no 256 KB blob chunk does. The
         // agent retries each chunk, then reports the download failed with the reason.
-        proxy.setFaults(cutProbability: 1, cutAfterBytes: 50_000)
+        proxy.setFaults(cutEvery: 1, cutAfterBytes: 50_000)
         try await Self.upload(fleet, "bnn-cnn.bnn")
         let v2 = try await Self.deploy(fleet, "v2")
         try await eventually("the failing download is reported as failed with its reason", timeout: 90) {

@@ -122,6 +122,8 @@ let package = Package(
             dependencies: [
                 "FleetKit", "BitModel", "BitEngine", "fleet-controller", "fleet-agent", "fleetctl",
                 .product(name: "Crypto", package: "swift-crypto"),
+                // Read-only PRAGMA integrity_check of a killed controller's database.
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .testTarget(

@@ -45,6 +45,16 @@ struct Serve: AsyncParsableCommand {
     var adminTokenFile: String?
     @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
     var maxConcurrentTransfers = 64
+    @Option(help: "Seconds a push waits for an agent (connect and each read) before it counts as failed.")
+    var pushTimeout: Double = 5
+    @Option(help: "Longest wait, in seconds, between retries of a failed push (the backoff doubles up to it).")
+    var pushMaxBackoff: Double = 60
+    @Option(help: "Failed pushes after which a device that also stopped heartbeating is marked failed (unreachable).")
+    var unreachablePushAttempts = 8
+    @Option(help: "Seconds without a heartbeat before a device's stalled deployment is marked failed (unreachable); default 10 heartbeat intervals.")
+    var unreachableAfter: Double?
+    @Option(help: "Bytes the data directory keeps free: uploads that would leave less are refused with 507 (env BITFLEET_MIN_FREE_BYTES).")
+    var minFreeBytes: Int64 = ProcessInfo.processInfo.environment["BITFLEET_MIN_FREE_BYTES"].flatMap { Int64($0) } ?? (64 << 20)
     @Option(help: "Log level: trace, debug, info, notice, warning, error (env LOG_LEVEL).")
     var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -59,6 +69,14 @@ struct Serve: AsyncParsableCommand {
         configuration.pushInterval = 0.5
         configuration.authFailureLimit = authFailureLimit
         configuration.maxConcurrentTransfers = maxConcurrentTransfers
+        guard pushTimeout > 0, pushMaxBackoff > 0, unreachablePushAttempts >= 1, (unreachableAfter ?? 1) > 0, minFreeBytes >= 0 else {
+            throw ValidationError("--push-timeout, --push-max-backoff and --unreachable-after must be positive, --unreachable-push-attempts at least 1, --min-free-bytes not negative")
+        }
+        configuration.pushTimeout = pushTimeout
+        configuration.pushMaxBackoff = pushMaxBackoff
+        configuration.unreachablePushAttempts = unreachablePushAttempts
+        if let unreachableAfter { configuration.unreachableAfter = unreachableAfter }
+        configuration.minFreeBytes = minFreeBytes
         let tokenFile = adminTokenFile
         let dataDir = data.url
         try await ControllerServer.run(configuration, logger: logger) { startup, url in

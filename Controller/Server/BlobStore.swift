@@ -29,6 +29,16 @@ struct FileBlobStore: BlobStore {
         return FileManager.default.fileExists(atPath: url.path) ? url : nil
     }
 
+    /// Removes what uploads killed mid-write left behind: AtomicFile's temporaries
+    /// (`.<sha>.tmp-<pid>-<n>`). Blobs become visible only by rename once complete, so a
+    /// temporary is never a model; call this at startup, before anything writes blobs.
+    func removeTemporaryFiles() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        let stale = names.filter { $0.hasPrefix(".") && $0.contains(".tmp-") }
+        for name in stale { try? FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
+        return stale
+    }
+
     func size(of sha256: String) -> Int? {
         guard let url = url(for: sha256) else { return nil }
         return (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil

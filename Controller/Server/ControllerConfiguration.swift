@@ -17,6 +17,18 @@ public struct ControllerConfiguration: Sendable {
     public var authFailureLimit = 30
     /// Blob downloads streamed at the same time (each holds a chunk buffer).
     public var maxConcurrentTransfers = 64
+    /// Seconds a push may wait for the agent's answer (connect, send, each read) before it
+    /// counts as failed; a black-holed agent must never hold a push forever.
+    public var pushTimeout: Double = 5
+    /// Upper bound of the exponential backoff between push attempts, in seconds.
+    public var pushMaxBackoff: Double = 60
+    /// A device's deployment is marked `failed` ("unreachable: ...") once this many pushes
+    /// failed and it has not heartbeated for `unreachableAfter` seconds (see docs/ROLLOUTS.md).
+    public var unreachablePushAttempts = 8
+    public var unreachableAfter: Double
+    /// Bytes the data directory must keep free after storing an upload; uploads that would
+    /// eat into it are refused with 507 so the database always has room to keep working.
+    public var minFreeBytes: Int64 = 64 << 20
 
     public init(dataDirectory: URL, host: String = "127.0.0.1", port: Int = 8080, heartbeatInterval: Double = 30,
                 maxModelBytes: Int = 256 << 20, maxJSONBytes: Int = 4 << 20, pushInterval: Double = 0.5) {
@@ -26,6 +38,7 @@ public struct ControllerConfiguration: Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.onlineWithin = heartbeatInterval * 3
         self.offlineAfter = heartbeatInterval * 10
+        self.unreachableAfter = heartbeatInterval * 10
         self.maxModelBytes = maxModelBytes
         self.maxJSONBytes = maxJSONBytes
         self.pushInterval = pushInterval

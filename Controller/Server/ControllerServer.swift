@@ -82,7 +82,10 @@ public enum ControllerServer {
         let directory = try DataDirectory(configuration.dataDirectory)
         let store = try SQLiteFleetStore(path: directory.databasePath)
         let startup = try await prepare(directory, store: store)
-        let service = FleetService(store: store, blobs: FileBlobStore(directory: directory.blobsURL),
+        let blobStore = FileBlobStore(directory: directory.blobsURL)
+        let stale = blobStore.removeTemporaryFiles()
+        if !stale.isEmpty { logger.notice("removed \(stale.count) partial blob file(s) left by an interrupted upload") }
+        let service = FleetService(store: store, blobs: blobStore,
                                    signer: ManifestSigner(privateKey: try directory.signingKey()), fleetID: startup.fleetID,
                                    configuration: configuration, clock: { Date() },
                                    transfers: TransferLimiter(permits: configuration.maxConcurrentTransfers))
@@ -90,7 +93,7 @@ public enum ControllerServer {
         let routes = ControllerRoutes(service: service, pushes: pushes)
 
         let router = Router(context: FleetRequestContext.self)
-        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: ErrorMiddleware(databasePath: directory.databasePath))
         router.add(middleware: MetricsMiddleware(metrics: service.metrics))
         let throttle = AuthThrottle(limit: configuration.authFailureLimit)
         let adminAuth = AuthMiddleware(required: .admin, service: service, throttle: throttle) { try await store.setting(adminTokenSetting) }
@@ -140,6 +143,7 @@ public enum ControllerServer {
             group.addTask { try await app.runService() }
             group.addTask { await pushes.run() }
             group.addTask { await routes.rollouts.run() }
+            group.addTask { await UnreachableDevices(service: service, logger: logger).run() }
             try await group.next()
             group.cancelAll()
         }

@@ -5,7 +5,8 @@ import Logging
 /// Delivers manifests to agents over HTTP (`POST {pushURL}/v1/push`). Pending pushes are
 /// rows in the database, not in-memory timers, so a restarted controller (or another
 /// replica) picks them up. Failed pushes are retried with exponential backoff; agents that
-/// stay unreachable still converge through their heartbeat replies.
+/// stay unreachable still converge through their heartbeat replies; `UnreachableDevices`
+/// ends the retries of a device that neither answers pushes nor heartbeats.
 final class PushService: Sendable {
     let service: FleetService
     let logger: Logger
@@ -14,11 +15,13 @@ final class PushService: Sendable {
     init(service: FleetService, logger: Logger) {
         self.service = service
         self.logger = logger
-        client = FleetHTTPClient(baseURL: URL(string: "http://127.0.0.1/")!, token: nil, timeout: 5)
+        // The timeout bounds connecting and every wait for bytes, so an agent that accepts
+        // and never answers (a black hole) fails the push instead of holding it.
+        client = FleetHTTPClient(baseURL: URL(string: "http://127.0.0.1/")!, token: nil, timeout: service.configuration.pushTimeout)
     }
 
-    static func backoff(afterAttempts attempts: Int) -> TimeInterval {
-        let base = min(60, pow(2, Double(min(attempts, 10))))
+    static func backoff(afterAttempts attempts: Int, max maximum: TimeInterval = 60) -> TimeInterval {
+        let base = min(maximum, pow(2, Double(min(attempts, 10))))
         return base * Double.random(in: 0.75...1.25)
     }
 
@@ -56,7 +59,8 @@ final class PushService: Sendable {
                                                    error: nil, nextAttempt: nil, now: service.clock())
             } catch {
                 service.metrics.pushesFailed.increment()
-                let next = service.clock().addingTimeInterval(Self.backoff(afterAttempts: row.pushAttempts + 1))
+                let next = service.clock().addingTimeInterval(Self.backoff(afterAttempts: row.pushAttempts + 1,
+                                                                                   max: service.configuration.pushMaxBackoff))
                 logger.info("push to \(device.id) failed (attempt \(row.pushAttempts + 1)), retrying later: \(error)")
                 try await service.store.recordPush(deploymentID: row.deploymentID, deviceID: row.deviceID, delivered: false,
                                                    error: "\(error)", nextAttempt: next, now: service.clock())

@@ -27,11 +27,13 @@ public struct FleetClientError: Error, CustomStringConvertible, Sendable {
 public final class FleetHTTPClient: @unchecked Sendable {
     public let baseURL: URL
     public let token: String?
+    public let timeout: TimeInterval
     private let session: URLSession
 
     public init(baseURL: URL, token: String?, timeout: TimeInterval = 30, delegate: URLSessionDelegate? = nil) {
         self.baseURL = baseURL
         self.token = token
+        self.timeout = timeout
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForResource = max(timeout * 10, 300)
@@ -63,7 +65,7 @@ public final class FleetHTTPClient: @unchecked Sendable {
         do {
             (data, response) = try await session.data(for: request)
         } catch {
-            throw FleetClientError(status: nil, code: "unreachable", message: "\(method) \(request.url?.absoluteString ?? path): \(error.localizedDescription)")
+            throw FleetClientError(status: nil, code: "unreachable", message: "\(method) \(request.url?.absoluteString ?? path): \(describe(error))")
         }
         guard let http = response as? HTTPURLResponse else {
             throw FleetClientError(status: nil, code: "bad_response", message: "not an HTTP response")
@@ -76,6 +78,18 @@ public final class FleetHTTPClient: @unchecked Sendable {
             throw FleetClientError(status: http.statusCode, code: "http_\(http.statusCode)", message: text.isEmpty ? HTTPURLResponse.localizedString(forStatusCode: http.statusCode) : text)
         }
         return (data, http)
+    }
+
+    /// Transport failures in words: on Linux, URLError's own text is often just a code.
+    private func describe(_ error: Error) -> String {
+        guard let error = error as? URLError else { return error.localizedDescription }
+        switch error.code {
+        case .timedOut: return "timed out (no answer within \(Int(timeout)) s)"
+        case .cannotConnectToHost: return "connection refused"
+        case .networkConnectionLost: return "connection lost mid-transfer"
+        case .badServerResponse, .zeroByteResource: return "connection closed without an answer"
+        default: return "\(error.localizedDescription) (URLError \(error.code.rawValue))"
+        }
     }
 
     public func json<Response: Decodable>(_ method: String, _ path: String, as type: Response.Type) async throws -> Response {

@@ -1,6 +1,7 @@
 import BitModel
 import FleetKit
 import Foundation
+import GRDB
 import Hummingbird
 
 /// An API failure: HTTP status plus a stable machine-readable code and a human message,
@@ -9,6 +10,9 @@ struct APIError: HTTPResponseError {
     let status: HTTPResponse.Status
     let code: String
     let message: String
+
+    /// HTTPTypes has no name for it: the server cannot store what the request needs.
+    static let insufficientStorage = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
 
     init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
@@ -24,6 +28,9 @@ struct APIError: HTTPResponseError {
 /// Turns every error a route throws into the JSON error format, including Hummingbird's
 /// own (unknown route, body too large) and decoding failures, which name the bad field.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Named in "database full" answers, so an operator knows which disk to free.
+    var databasePath = "the database"
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
@@ -32,10 +39,18 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             let code = error.status == .notFound ? "not_found" : error.status == .contentTooLarge ? "body_too_large" : "http_error"
             return try JSONResponse.make(APIErrorBody(code: code, message: error.body ?? error.status.reasonPhrase), status: error.status)
-        } catch let error as AtomicFile.WriteError where error.errno == ENOSPC {
+        } catch let error as AtomicFile.WriteError where error.errno == ENOSPC || error.errno == EDQUOT {
             // A full disk refuses new work clearly; everything already stored keeps being served.
-            return try JSONResponse.make(APIErrorBody(code: "insufficient_storage", message: "the controller's disk is full; nothing was stored"),
-                                         status: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"))
+            let directory = URL(fileURLWithPath: error.path).deletingLastPathComponent().path
+            return try JSONResponse.make(APIErrorBody(code: "insufficient_storage",
+                                                      message: "the controller's disk is full (\(directory)); nothing was stored"),
+                                         status: APIError.insufficientStorage)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
+            // SQLite rolled the transaction back: the change was not made, earlier ones stay.
+            context.logger.error("database full: \(error)")
+            return try JSONResponse.make(APIErrorBody(code: "insufficient_storage",
+                                                      message: "the controller's database \(databasePath) is full (no space left on its disk); nothing was changed"),
+                                         status: APIError.insufficientStorage)
         } catch let error as DecodingError {
             return try JSONResponse.make(APIErrorBody(code: "invalid_body", message: "request body: \(describe(error))"), status: .badRequest)
         } catch {

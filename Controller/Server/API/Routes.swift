@@ -70,6 +70,12 @@ struct ControllerRoutes: Sendable {
 
     func uploadModel(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         var request = request
+        // Refuse before reading the body when its declared size does not fit (a chunked
+        // body is checked once its size is known). A disk that fills up during the transfer
+        // fails the blob write instead, which answers 507 as well.
+        let reserve = StorageReserve(directory: service.configuration.dataDirectory, reserveBytes: service.configuration.minFreeBytes)
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared { try reserve.ensureRoom(for: declared, what: "the uploaded model") }
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: service.configuration.maxModelBytes)
@@ -77,6 +83,7 @@ struct ControllerRoutes: Sendable {
             throw APIError(.contentTooLarge, "body_too_large", "models are limited to \(service.configuration.maxModelBytes) bytes")
         }
         guard body.readableBytes > 0 else { throw APIError(.badRequest, "empty_body", "send the model file as the request body") }
+        if declared == nil { try reserve.ensureRoom(for: body.readableBytes, what: "the uploaded model") }
         let query = request.uri.queryParameters
         let record = try await service.uploadModel(Data(buffer: body), name: query["name"].map(String.init),
                                                    version: query["version"].map(String.init), createdBy: context.caller?.auditName ?? "?")

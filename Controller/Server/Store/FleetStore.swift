@@ -52,6 +52,7 @@ protocol FleetStore: Sendable {
     /// Pending pushes whose time has come, for devices whose desired deployment it still is.
     func duePushes(now: Date, limit: Int) async throws -> [DeviceDeploymentRecord]
     func recordPush(deploymentID: Int64, deviceID: String, delivered: Bool, error: String?, nextAttempt: Date?, now: Date) async throws
+    func failUnreachable(now: Date, silentFor seconds: Double, minPushAttempts: Int) async throws -> [DeviceDeploymentRecord]
 
     func insertEvents(deviceID: String, events: [DeviceEvent]) async throws
     func events(deviceID: String, limit: Int) async throws -> [DeviceEventRecord]

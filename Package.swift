@@ -45,10 +45,19 @@ let package = Package(
             name: "FleetKit",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // A small HTTP/1.1 client on SwiftNIO: the controller's pushes and the fleet simulator.
+        .target(
+            name: "FleetNIOHTTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "FleetController",
             dependencies: [
-                "FleetKit", "BitModel", "BitEngine", "ModelImport",
+                "FleetKit", "BitModel", "BitEngine", "ModelImport", "FleetNIOHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -97,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "fleet-sim",
             dependencies: [
-                "FleetKit", "BitModel",
+                "FleetKit", "BitModel", "FleetNIOHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

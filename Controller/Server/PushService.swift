@@ -1,6 +1,9 @@
 import FleetKit
+import FleetNIOHTTP
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 
 /// Delivers manifests to agents over HTTP (`POST {pushURL}/v1/push`). Pending pushes are
 /// rows in the database, not in-memory timers, so a restarted controller (or another
@@ -18,6 +21,23 @@ final class PushService: Sendable {
         // The timeout bounds connecting and every wait for bytes, so an agent that accepts
         // and never answers (a black hole) fails the push instead of holding it.
         client = FleetHTTPClient(baseURL: URL(string: "http://127.0.0.1/")!, token: nil, timeout: service.configuration.pushTimeout)
+    }
+
+    /// Plain-HTTP agents (the usual case on a LAN) get the push over SwiftNIO, a fresh
+    /// connection each; an https push URL goes through URLSession.
+    private func deliver(_ body: Data, to target: String) async throws {
+        guard let url = URL(string: target), url.scheme == "http" else {
+            _ = try await client.send("POST", target, body: body)
+            return
+        }
+        let timeout = TimeAmount.milliseconds(Int64(service.configuration.pushTimeout * 1000))
+        let response = try await HTTPConnection.send(.POST, to: url, headers: [("Content-Type", "application/json")],
+                                                     body: ByteBuffer(bytes: body), group: MultiThreadedEventLoopGroup.singleton,
+                                                     timeout: timeout)
+        guard (200..<300).contains(response.status) else {
+            let text = response.body.getString(at: response.body.readerIndex, length: min(response.body.readableBytes, 300)) ?? ""
+            throw HTTPConnection.Failure(description: "the agent answered \(response.status): \(text)")
+        }
     }
 
     static func backoff(afterAttempts attempts: Int, max maximum: TimeInterval = 60) -> TimeInterval {
@@ -53,7 +73,7 @@ final class PushService: Sendable {
             let manifest = try service.manifest(for: device.id, deployment: deployment, model: model)
             let target = device.pushURL.hasSuffix("/") ? device.pushURL + "v1/push" : device.pushURL + "/v1/push"
             do {
-                _ = try await client.send("POST", target, body: try FleetJSON.encoder.encode(manifest))
+                try await deliver(try FleetJSON.encoder.encode(manifest), to: target)
                 service.metrics.pushesDelivered.increment()
                 try await service.store.recordPush(deploymentID: row.deploymentID, deviceID: row.deviceID, delivered: true,
                                                    error: nil, nextAttempt: nil, now: service.clock())

@@ -31,8 +31,11 @@ struct FleetOptions: ParsableArguments {
         ProcessInfo.processInfo.environment["BITFLEET_CONTROLLER_URL"]
     @Option(help: "Admin token for --controller (env BITFLEET_ADMIN_TOKEN).") var adminToken: String?
     @Option(help: "fleet-controller binary to start (default: next to fleet-sim).") var controllerBinary: String?
-    @Option(parsing: .upToNextOption, help: "Extra `serve` arguments for the started controller.") var controllerArguments: [String] = []
+    @Option(help: "Extra `serve` arguments for the started controller, space-separated, e.g. \"--max-concurrent-transfers 32\".")
+    var controllerArguments = ""
     @Option(help: "Event-loop threads the simulated devices share.") var clientThreads = 1
+    @Flag(inversion: .prefixedNo, help: "Devices accept pushes; with --no-push they are behind NAT and learn of deployments from heartbeat replies only.")
+    var push = true
     @Flag(help: "Print the result as JSON.") var json = false
 }
 
@@ -75,7 +78,7 @@ extension FleetSimulator {
         func run() async throws {
             let simulation = try SimulatedFleet(options: fleet)
             defer { simulation.stop() }
-            let enrollTime = try await simulation.enroll(count: fleet.agents)
+            let enrollTime = try await simulation.enroll(count: fleet.agents, push: fleet.push)
             log("enrolled \(fleet.agents) devices in \(enrollTime)")
             let interval = Duration.milliseconds(Int(fleet.heartbeatInterval * 1000))
             let end = ContinuousClock.now + .seconds(timeout + fleet.heartbeatInterval * 2)
@@ -142,7 +145,7 @@ extension FleetSimulator {
         func run() async throws {
             let simulation = try SimulatedFleet(options: fleet)
             defer { simulation.stop() }
-            let enrollTime = try await simulation.enroll(count: fleet.agents)
+            let enrollTime = try await simulation.enroll(count: fleet.agents, push: fleet.push)
             log("enrolled \(fleet.agents) devices in \(enrollTime)")
             let interval = Duration.seconds(Double(fleet.agents) / rate)
             let started = ContinuousClock.now

@@ -1,3 +1,4 @@
+import FleetNIOHTTP
 import Crypto
 import FleetKit
 import Foundation

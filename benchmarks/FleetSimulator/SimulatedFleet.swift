@@ -25,7 +25,7 @@ final class SimulatedFleet: @unchecked Sendable {
             let binary = options.controllerBinary.map { URL(fileURLWithPath: $0) }
                 ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleet-controller")
             let process = try ControllerProcess(binary: binary, heartbeatInterval: options.heartbeatInterval,
-                                                extraArguments: options.controllerArguments)
+                                                extraArguments: options.controllerArguments.split(separator: " ").map(String.init))
             controllerProcess = process
             controllerURL = process.url
             admin = FleetHTTPClient(baseURL: controllerURL, token: process.adminToken, timeout: 60)
@@ -48,7 +48,7 @@ final class SimulatedFleet: @unchecked Sendable {
     }
 
     /// Creates one single-use token per device and enrolls them, `parallel` at a time.
-    func enroll(count: Int, parallel: Int = 16) async throws -> Duration {
+    func enroll(count: Int, push: Bool, parallel: Int = 16) async throws -> Duration {
         let link = ControllerLink(host: controllerURL.host ?? "127.0.0.1", port: controllerURL.port ?? 80, group: group)
         agents = (0..<count).map { SimulatedAgent(index: $0, link: link, stats: stats) }
         let snapshot = agents
@@ -62,7 +62,7 @@ final class SimulatedFleet: @unchecked Sendable {
                     let token = try await self.admin.json("POST", "/api/v1/enrollment-tokens",
                                                           body: EnrollmentTokenRequest(expiresInSeconds: 3600, labels: [:]),
                                                           as: EnrollmentTokenResponse.self).token
-                    try await agent.enroll(token: token, pushURL: "\(pushURL)/sim/\(agent.index)")
+                    try await agent.enroll(token: token, pushURL: push ? "\(pushURL)/sim/\(agent.index)" : "")
                 }
             }
             try await group.waitForAll()

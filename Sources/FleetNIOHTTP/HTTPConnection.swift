@@ -1,0 +1,142 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One keep-alive HTTP/1.1 connection carrying one request at a time, on SwiftNIO. The
+/// controller pushes manifests with it (URLSession on Linux costs tens of megabytes when a
+/// whole fleet is pushed to at once) and the fleet simulator is a thousand devices with
+/// it on one event-loop thread. Plain HTTP only: TLS peers go through URLSession.
+public final class HTTPConnection: @unchecked Sendable {
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: ByteBuffer
+    }
+
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public var description: String
+        public init(description: String) { self.description = description }
+    }
+
+    private let channel: Channel
+    private let collector: ResponseCollector
+    public let host: String
+    public let port: Int
+
+    private init(channel: Channel, collector: ResponseCollector, host: String, port: Int) {
+        self.channel = channel
+        self.collector = collector
+        self.host = host
+        self.port = port
+    }
+
+    public static func connect(host: String, port: Int, group: EventLoopGroup,
+                               timeout: TimeAmount = .seconds(10)) async throws -> HTTPConnection {
+        let collector = ResponseCollector()
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.pipeline.addHTTPClientHandlers().flatMap { channel.pipeline.addHandler(collector) }
+                }
+                .connect(host: host, port: port).get()
+            return HTTPConnection(channel: channel, collector: collector, host: host, port: port)
+        } catch ChannelError.connectTimeout {
+            throw Failure(description: "timed out (no connection to \(host):\(port) within \(timeout.nanoseconds / 1_000_000_000) s)")
+        } catch {
+            throw Failure(description: "cannot connect to \(host):\(port): \(error)")
+        }
+    }
+
+    /// One request on a fresh connection, closed afterwards; `timeout` bounds connecting
+    /// and, separately, waiting for the whole answer.
+    public static func send(_ method: HTTPMethod, to url: URL, headers: [(String, String)] = [], body: ByteBuffer?,
+                            group: EventLoopGroup, timeout: TimeAmount) async throws -> Response {
+        guard url.scheme == "http", let host = url.host else { throw Failure(description: "not a plain http URL: \(url)") }
+        let connection = try await connect(host: host, port: url.port ?? 80, group: group, timeout: timeout)
+        defer { connection.close() }
+        var path = url.path.isEmpty ? "/" : url.path
+        if let query = url.query { path += "?" + query }
+        return try await connection.request(method, path, headers: headers, body: body, timeout: timeout)
+    }
+
+    public var isActive: Bool { channel.isActive }
+
+    public func close() { channel.close(promise: nil) }
+
+    /// Sends one request and collects the whole answer; fails after `timeout`.
+    public func request(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: ByteBuffer? = nil,
+                        timeout: TimeAmount = .seconds(30)) async throws -> Response {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: Response.self)
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+        head.headers.add(name: "Host", value: "\(host):\(port)")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        head.headers.add(name: "Content-Length", value: "\(body?.readableBytes ?? 0)")
+        let channel = self.channel
+        let collector = self.collector
+        loop.execute {
+            guard collector.begin(promise) else {
+                promise.fail(Failure(description: "a request is already in flight on this connection"))
+                return
+            }
+            let timer = loop.scheduleTask(in: timeout) {
+                collector.fail(Failure(description: "timed out (no answer to \(method) \(path) within \(timeout.nanoseconds / 1_000_000_000) s)"))
+                channel.close(promise: nil)
+            }
+            promise.futureResult.whenComplete { _ in timer.cancel() }
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenFailure { collector.fail($0) }
+        }
+        return try await promise.futureResult.get()
+    }
+}
+
+/// Assembles the answer to the one outstanding request. Only touched on its event loop.
+private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private var pending: EventLoopPromise<HTTPConnection.Response>?
+    private var status = 0
+    private var body = ByteBuffer()
+
+    func begin(_ promise: EventLoopPromise<HTTPConnection.Response>) -> Bool {
+        guard pending == nil else { return false }
+        pending = promise
+        status = 0
+        body.clear()
+        return true
+    }
+
+    func fail(_ error: Error) {
+        let promise = pending
+        pending = nil
+        promise?.fail(error)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = Int(head.status.code)
+        case .body(var part):
+            body.writeBuffer(&part)
+        case .end:
+            let promise = pending
+            pending = nil
+            promise?.succeed(HTTPConnection.Response(status: status, body: body))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(HTTPConnection.Failure(description: "connection lost before the whole answer arrived"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        fail(error)
+        context.close(promise: nil)
+    }
+}

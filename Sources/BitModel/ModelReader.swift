@@ -92,7 +92,7 @@ public enum ModelReader {
         }
         let tableOffset64 = file.loadLE(UInt64.self, at: 32)
         let tableBytes = sectionCount * FileLayout.sectionEntrySize
-        guard tableOffset64 >= UInt64(headerSize), tableOffset64 <= UInt64(file.count - tableBytes) else {
+        guard tableBytes <= file.count, tableOffset64 >= UInt64(headerSize), tableOffset64 <= UInt64(file.count - tableBytes) else {
             throw ModelFormatError(.sectionOutOfRange, at: "header byte 32", "section table at \(tableOffset64) (\(tableBytes) bytes) lies outside the file")
         }
         let tableOffset = Int(tableOffset64)
@@ -205,7 +205,7 @@ public enum ModelReader {
             guard entry.offset >= 0, entry.offset % FileLayout.alignment == 0,
                   entry.offset <= data.count, entry.bytes <= data.count - entry.offset
             else {
-                throw ModelFormatError(.sectionOutOfRange, at: location, "bytes \(entry.offset)..<\(entry.offset + entry.bytes) are misaligned or outside the \(data.count)-byte tensor data section")
+                throw ModelFormatError(.sectionOutOfRange, at: location, "\(entry.bytes) bytes at offset \(entry.offset) are misaligned or outside the \(data.count)-byte tensor data section")
             }
             let payload = UnsafeRawBufferPointer(rebasing: data[entry.offset..<(entry.offset + entry.bytes)])
             switch entry.dtype {

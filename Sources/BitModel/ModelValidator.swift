@@ -111,6 +111,13 @@ struct ModelValidator {
         guard [inputShape.h, inputShape.w, inputShape.c].allSatisfy({ (1...ModelLimits.maxDimension).contains($0) }) else {
             throw ModelFormatError(.invalidMetadata, at: "metadata.input", "shape \(model.metadata.input.shape) has an out-of-range dimension")
         }
+        // Each dimension is at most 2^24, so the product fits in 72 bits: check it before any
+        // layer multiplies the dimensions out (later values stay below 2^28 elements each).
+        let (pixels, pixelsOverflow) = inputShape.h.multipliedReportingOverflow(by: inputShape.w)
+        let (elements, elementsOverflow) = pixels.multipliedReportingOverflow(by: inputShape.c)
+        guard !pixelsOverflow, !elementsOverflow, elements <= ModelLimits.maxActivationElements else {
+            throw ModelFormatError(.tooLarge, at: "metadata.input", "shape \(model.metadata.input.shape) exceeds \(ModelLimits.maxActivationElements) elements")
+        }
         var shapes = [ValueShape(kind: .real, height: inputShape.h, width: inputShape.w, channels: inputShape.c)]
         shapes.reserveCapacity(model.layers.count + 1)
         for (index, layer) in model.layers.enumerated() {

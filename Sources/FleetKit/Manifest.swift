@@ -175,9 +175,12 @@ extension ManifestSigner {
 
 public enum KeyRotation {
     /// Follows the chain from `pinned`: the newest key reachable through announcements
-    /// each signed by the key before it, for this fleet; `pinned` if none applies.
+    /// each signed by the key before it, for this fleet; `pinned` if none applies. A key is
+    /// never followed twice, so announcements that lead back to an earlier key (A -> A, or
+    /// A -> B -> A) end the walk instead of looping forever.
     public static func follow(_ chain: [SignedKeyAnnouncement], from pinned: String, fleetID: String) -> String {
         var current = pinned
+        var visited: Set<String> = [pinned]
         var progressed = true
         while progressed {
             progressed = false
@@ -185,10 +188,12 @@ public enum KeyRotation {
                 guard let payload = Data(base64Encoded: signed.payload), let signature = Data(base64Encoded: signed.signature),
                       let announcement = try? ManifestCoding.decoder.decode(KeyAnnouncement.self, from: payload),
                       announcement.previousPublicKey == current, announcement.fleetID == fleetID,
+                      !visited.contains(announcement.newPublicKey),
                       let keyData = Data(base64Encoded: current),
                       let key = try? Curve25519.Signing.PublicKey(rawRepresentation: keyData),
                       key.isValidSignature(signature, for: payload) else { continue }
                 current = announcement.newPublicKey
+                visited.insert(current)
                 progressed = true
             }
         }

@@ -40,9 +40,18 @@ public struct PrivacyMechanism<Random: RandomNumberGenerator> {
         return -b * (u < 0 ? -1 : 1) * Foundation.log(1 - 2 * abs(u))
     }
 
-    /// Noisy integer: x + Laplace(b), rounded (symmetric noise keeps the mean at x).
+    /// Largest magnitude of a noisy count: the controller's `AggregateWindow.isWellFormed` bound.
+    public static var maxNoisyMagnitude: Int { (1 << 40) - 1 }
+
+    /// Noisy integer: x + Laplace(b), rounded (symmetric noise keeps the mean at x), clamped
+    /// to what the controller accepts. A valid but tiny epsilon (say 1e-300) makes b so large
+    /// that the sum is not representable as an Int (or is infinite, or NaN for b = inf);
+    /// converting it trapped every agent on its next heartbeat.
     public mutating func noisy(_ value: Int, scale b: Double) -> Int {
-        Int((Double(value) + laplace(scale: b)).rounded())
+        let limit = Self.maxNoisyMagnitude
+        let sum = (Double(value) + laplace(scale: b)).rounded()
+        guard !sum.isNaN else { return Int.random(in: -limit...limit, using: &random) }
+        return Int(min(max(sum, -Double(limit)), Double(limit)))
     }
 
     /// Applies noise (if configured) and then suppression (post-processing keeps the

@@ -1,6 +1,9 @@
 /// NumPy-style broadcasting of two constants, for folding constant subgraphs such as
 /// `Mul(W_pm1, alpha)` (XNOR-Net scaled weights).
 enum Broadcast {
+    /// Elements a folded constant may have beyond the larger operand's count.
+    static let maxGrowth = 1 << 20
+
     static func apply(_ op: String, _ x: ONNXConstant, _ y: ONNXConstant, node: ONNXNode) throws -> ONNXConstant {
         let rank = max(x.dims.count, y.dims.count)
         let xd = [Int](repeating: 1, count: rank - x.dims.count) + x.dims
@@ -12,7 +15,16 @@ enum Broadcast {
             }
             dims.append(max(a, b))
         }
-        let count = dims.reduce(1, *)
+        // Folding may not build a tensor larger than its operands (beyond a small allowance):
+        // an outer-product broadcast of two tiny constants could otherwise ask for gigabytes.
+        var count = 1
+        for dim in dims {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            guard !overflow, product <= max(x.count, y.count, maxGrowth) else {
+                throw ImportError.node(node, "folding constants of shapes \(x.dims) and \(y.dims) would build a \(dims) tensor, larger than either; not supported")
+            }
+            count = product
+        }
         func strides(_ d: [Int]) -> [Int] {
             var s = [Int](repeating: 0, count: rank)
             var acc = 1

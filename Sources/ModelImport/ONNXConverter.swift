@@ -16,6 +16,10 @@ public enum ONNXConverter {
         "MaxPool", "Mul", "PRelu", "Pad", "Relu", "Reshape", "Sign", "Softmax", "Sub", "Where",
     ]
 
+    /// Upper bound on the values all folded constants of one conversion may hold (512 MiB
+    /// of doubles; a ResNet-18 sized BNN folds about 11 M).
+    static let maxFoldedElements = 1 << 26
+
     public static func convert(contentsOf url: URL, options: ConversionOptions = ConversionOptions()) throws -> ConversionResult {
         let data: Data
         do {
@@ -62,6 +66,8 @@ struct Conversion {
     var bitsOf: [ValueID: ValueID] = [:]
     var signsOf: [ValueID: ValueID] = [:]
     var explanation: [NodeExplanation] = []
+    /// Elements of all constants made by folding so far (see `folded`).
+    var foldedElements = 0
 
     init(graph: ONNXGraph) {
         self.graph = graph
@@ -151,6 +157,16 @@ struct Conversion {
         symbols[name] = symbol
     }
 
+    /// A constant made by folding, counted against a budget: a small file with many folding
+    /// nodes must not make the converter hold gigabytes of intermediate constants.
+    mutating func folded(_ constant: ONNXConstant, by node: ONNXNode) throws -> ONNXConstant {
+        foldedElements += constant.count
+        guard foldedElements <= ONNXConverter.maxFoldedElements else {
+            throw ImportError.node(node, "constant folding would hold more than \(ONNXConverter.maxFoldedElements) values; the model is too large")
+        }
+        return constant
+    }
+
     /// The packed-bits value of sign(activation), emitted once per activation.
     mutating func bits(of activation: Activation) -> ValueID {
         if let existing = bitsOf[activation.value] { return existing }
@@ -179,7 +195,7 @@ struct Conversion {
         case "Sign":
             switch try input(0, of: node) {
             case .constant(let c):
-                try bind(node, .constant(ONNXConstant(dims: c.dims, values: c.values.map { $0 < 0 ? -1 : 1 })))
+                try bind(node, .constant(try folded(ONNXConstant(dims: c.dims, values: c.values.map { $0 < 0 ? -1 : 1 }), by: node)))
                 return "constant folded (sign(0) taken as +1)"
             case .real(let a), .sign(let a):
                 try bind(node, .sign(a))
@@ -303,15 +319,24 @@ struct Conversion {
             return try flatten(node)
 
         case "Reshape":
-            let target = try constant(1, of: node, role: "shape").values.map { Int($0) }
+            let target = try constant(1, of: node, role: "shape").integers("shape", of: node)
             let dims: [Int]
             switch try input(0, of: node) {
             case .real(let a), .sign(let a): dims = a.dims
             case let other: throw ImportError.node(node, "cannot reshape \(other.kindName)")
             }
             let total = dims.reduce(1, *)
+            guard target.count <= 8, target.enumerated().allSatisfy({ $1 >= -1 && ($1 != 0 || $0 < dims.count) }) else {
+                throw ImportError.node(node, "shape \(target) is not a valid reshape of \(dims)")
+            }
             let resolved = target.enumerated().map { $1 == 0 ? dims[$0] : $1 }
-            let known = resolved.filter { $0 != -1 }.reduce(1, *)
+            // At most 8 factors of at most 2^31 each: checked, as the product can overflow.
+            var known = 1
+            for factor in resolved where factor != -1 {
+                let (product, overflow) = known.multipliedReportingOverflow(by: factor)
+                guard !overflow else { throw ImportError.node(node, "shape \(target) is too large") }
+                known = product
+            }
             let final = resolved.map { $0 == -1 ? total / max(known, 1) : $0 }
             if final == dims {
                 try bind(node, try input(0, of: node))
@@ -324,6 +349,7 @@ struct Conversion {
 
         case "Concat":
             let axis = node.int("axis", default: 1)
+            guard !node.inputs.isEmpty else { throw ImportError.node(node, "has no inputs") }
             var parts: [Activation] = []
             for index in node.inputs.indices { parts.append(try activation(index, of: node)) }
             let rank = parts[0].dims.count
@@ -383,10 +409,14 @@ struct Conversion {
 
     /// Kernel, strides and explicit or auto padding of a Conv/pool node.
     func makeWindow(_ node: ONNXNode, kernel: [Int], input a: Activation, extraPads: [Int] = [0, 0, 0, 0]) throws -> Window2D {
+        // Bounded before any arithmetic on them (the file format's limits), so none overflows.
+        guard kernel.count == 2, kernel.allSatisfy({ (1...ModelLimits.maxKernelSize).contains($0) }) else {
+            throw ImportError.node(node, "kernel \(kernel) is outside 1...\(ModelLimits.maxKernelSize)")
+        }
         let strides = node.ints("strides") ?? [1, 1]
-        guard strides.count == 2, strides.allSatisfy({ $0 >= 1 }) else { throw ImportError.node(node, "strides \(strides) are invalid") }
+        guard strides.count == 2, strides.allSatisfy({ (1...ModelLimits.maxStride).contains($0) }) else { throw ImportError.node(node, "strides \(strides) are invalid") }
         var pads = node.ints("pads") ?? [0, 0, 0, 0]
-        guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else { throw ImportError.node(node, "pads \(pads) are invalid") }
+        guard pads.count == 4, pads.allSatisfy({ (0...ModelLimits.maxKernelSize).contains($0) }) else { throw ImportError.node(node, "pads \(pads) are invalid") }
         switch node.string("auto_pad") ?? "NOTSET" {
         case "NOTSET", "": break
         case "VALID": pads = [0, 0, 0, 0]
@@ -472,8 +502,11 @@ struct Conversion {
         if graph.opset < 11 {
             pads = node.ints("pads") ?? []
             value = Double(node.float("value", default: 0))
+            guard pads.allSatisfy({ abs($0) <= ModelLimits.maxKernelSize }) else {
+                throw ImportError.node(node, "pads \(pads) are out of range")
+            }
         } else {
-            pads = try constant(1, of: node, role: "pads").values.map { Int($0) }
+            pads = try constant(1, of: node, role: "pads").integers("pads", of: node, limit: ModelLimits.maxKernelSize)
             if case .constant(let c)? = try optionalInput(2, of: node) { value = c.values.first ?? 0 }
             if node.inputs.count > 3, !node.inputs[3].isEmpty { throw ImportError.node(node, "the axes input is not supported") }
         }
@@ -626,7 +659,7 @@ struct Conversion {
         let lhs = try input(0, of: node), rhs = try input(1, of: node)
         switch (lhs, rhs) {
         case (.constant(let x), .constant(let y)):
-            try bind(node, .constant(try Broadcast.apply(node.opType, x, y, node: node)))
+            try bind(node, .constant(try folded(try Broadcast.apply(node.opType, x, y, node: node), by: node)))
             return "constant folded"
         case (.real(let a), .real(let b)):
             guard node.opType == "Add" else { throw ImportError.node(node, "\(node.opType) of two activations is not supported (only Add)") }

@@ -1,3 +1,4 @@
+import BitModel
 import Foundation
 import SwiftProtobuf
 
@@ -78,6 +79,16 @@ struct ONNXGraph {
         guard dims.first == 1, dims.count == 2 || dims.count == 4 else {
             throw ImportError("graph.input '\(inputInfo.name)'", "shape \(dims) is not [1, C, H, W] or [1, N]")
         }
+        // Bounded like a .bnn file's values, so no size derived from the input can overflow
+        // or make the converter allocate gigabytes.
+        var elements = 1
+        for dim in dims {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+            guard dim <= ModelLimits.maxDimension, !overflow, product <= ModelLimits.maxActivationElements else {
+                throw ImportError("graph.input '\(inputInfo.name)'", "shape \(dims) is too large (at most \(ModelLimits.maxDimension) per dimension and \(ModelLimits.maxActivationElements) elements)")
+            }
+            elements = product
+        }
         input = (inputInfo.name, dims, symbolicBatch)
         guard graph.output.count == 1 else {
             throw ImportError("graph.output", "expected exactly one output, found \(graph.output.count)")
@@ -134,11 +145,14 @@ struct ONNXConstant {
     init(_ tensor: Onnx_TensorProto, location: String) throws {
         dims = tensor.dims.map { Int($0) }
         guard dims.allSatisfy({ $0 >= 0 }) else { throw ImportError(location, "negative dimension in \(dims)") }
-        var count = 1
+        // Zero-sized dimensions count as 1 here, so that no product of dimensions (such as
+        // the strides of a broadcast) can overflow even when the tensor is empty.
+        var count = 1, extent = 1
         for dim in dims {
-            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            let (product, overflow) = extent.multipliedReportingOverflow(by: max(dim, 1))
             guard !overflow, product <= 1 << 30 else { throw ImportError(location, "shape \(dims) is too large") }
-            count = product
+            extent = product
+            count *= dim
         }
         if tensor.dataLocation == .external {
             throw ImportError(location, "external data is not supported; save the model with weights inside the file")
@@ -174,5 +188,16 @@ struct ONNXConstant {
     }
 
     var floats: [Float] { values.map { Float($0) } }
+
+    /// The values as integers (shapes, pads); an error naming the role unless every value
+    /// is a whole number of magnitude at most `limit` (NaN, infinities and 1e300 are not).
+    func integers(_ role: String, of node: ONNXNode, limit: Int = 1 << 31) throws -> [Int] {
+        try values.map { value in
+            guard value.isFinite, value.rounded() == value, abs(value) <= Double(limit) else {
+                throw ImportError.node(node, "\(role) value \(value) is not an integer in -\(limit)...\(limit)")
+            }
+            return Int(value)
+        }
+    }
     var count: Int { values.count }
 }

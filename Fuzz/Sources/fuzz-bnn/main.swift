@@ -1,0 +1,3 @@
+import FuzzSupport
+
+Fuzz.main(testOneInput: fuzzOneInput, writeSeeds: BNNSeeds.write)

@@ -59,6 +59,7 @@ let package = Package(
             dependencies: [
                 "FleetKit", "BitModel", "BitEngine", "ModelImport", "FleetNIOHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -11,6 +11,7 @@ cd "$BITFLEET_ROOT"
 
 require_swift
 require_system_packages
+apt_install curl openssl  # the TLS test talks to the controller with curl, over a certificate made by openssl
 
 if [ $# -eq 0 ]; then
     apt_install chromium

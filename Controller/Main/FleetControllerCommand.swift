@@ -43,6 +43,10 @@ struct Serve: AsyncParsableCommand {
     var authFailureLimit = 30
     @Option(help: "On first start, also write the admin token to this file (mode 0600).")
     var adminTokenFile: String?
+    @Option(help: "PEM certificate chain: serve HTTPS (with --tls-key; env BITFLEET_TLS_CERTIFICATE).")
+    var tlsCertificate: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_CERTIFICATE"]
+    @Option(help: "PEM private key of --tls-certificate, readable by the controller only (env BITFLEET_TLS_KEY).")
+    var tlsKey: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_KEY"]
     @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
     var maxConcurrentTransfers = 64
     @Option(help: "Seconds a push waits for an agent (connect and each read) before it counts as failed.")
@@ -69,6 +73,8 @@ struct Serve: AsyncParsableCommand {
         configuration.pushInterval = 0.5
         configuration.authFailureLimit = authFailureLimit
         configuration.maxConcurrentTransfers = maxConcurrentTransfers
+        configuration.tlsCertificatePath = tlsCertificate
+        configuration.tlsKeyPath = tlsKey
         guard pushTimeout > 0, pushMaxBackoff > 0, unreachablePushAttempts >= 1, (unreachableAfter ?? 1) > 0, minFreeBytes >= 0 else {
             throw ValidationError("--push-timeout, --push-max-backoff and --unreachable-after must be positive, --unreachable-push-attempts at least 1, --min-free-bytes not negative")
         }

@@ -15,6 +15,10 @@ public struct ControllerConfiguration: Sendable {
     public var pushInterval: Double
     /// Failed authentications per address per minute before it is refused (429).
     public var authFailureLimit = 30
+    /// PEM certificate chain and private key: when both are set the controller serves
+    /// HTTPS only (HummingbirdTLS); otherwise plain HTTP, for a TLS-terminating proxy.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
     /// Blob downloads streamed at the same time (each holds a chunk buffer).
     public var maxConcurrentTransfers = 64
     /// Seconds a push may wait for the agent's answer (connect, send, each read) before it

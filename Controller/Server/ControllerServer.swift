@@ -130,12 +130,14 @@ public enum ControllerServer {
         router.get("/charts", use: pages.charts)
         router.get("/audit", use: pages.audit)
 
+        let tls = try ControllerTLS.configuration(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath)
         let app = Application(
             router: router,
+            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitfleet-controller"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
-                onStart(startup, "http://\(configuration.host):\(port)")
+                onStart(startup, "\(tls == nil ? "http" : "https")://\(configuration.host):\(port)")
             },
             logger: logger
         )

@@ -27,7 +27,7 @@ final class TestFleet: @unchecked Sendable {
                                                            "--heartbeat-interval", heartbeat] + controllerFlags,
                                       name: "controller-\(UUID().uuidString.prefix(4))", directory: root)
         controller = process
-        controllerURL = URL(string: try process.waitForLine("controller listening on (http://[0-9.:]+)"))!
+        controllerURL = URL(string: try process.waitForLine("controller listening on (https?://[0-9.:]+)"))!
         if adminToken == nil {
             adminToken = try process.waitForLine("admin token[^:]*: (adm_[A-Za-z0-9_-]+)")
         }

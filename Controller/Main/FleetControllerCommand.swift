@@ -47,6 +47,8 @@ struct Serve: AsyncParsableCommand {
     var tlsCertificate: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_CERTIFICATE"]
     @Option(help: "PEM private key of --tls-certificate, readable by the controller only (env BITFLEET_TLS_KEY).")
     var tlsKey: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_KEY"]
+    @Option(help: "Days the privacy ledger keeps an entry per heartbeat before it is deleted.")
+    var ledgerRetentionDays: Double = 30
     @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
     var maxConcurrentTransfers = 64
     @Option(help: "Seconds a push waits for an agent (connect and each read) before it counts as failed.")
@@ -73,6 +75,10 @@ struct Serve: AsyncParsableCommand {
         configuration.pushInterval = 0.5
         configuration.authFailureLimit = authFailureLimit
         configuration.maxConcurrentTransfers = maxConcurrentTransfers
+        guard ledgerRetentionDays > 0, maxConcurrentTransfers > 0 else {
+            throw ValidationError("--ledger-retention-days and --max-concurrent-transfers must be positive")
+        }
+        configuration.ledgerRetentionDays = ledgerRetentionDays
         configuration.tlsCertificatePath = tlsCertificate
         configuration.tlsKeyPath = tlsKey
         guard pushTimeout > 0, pushMaxBackoff > 0, unreachablePushAttempts >= 1, (unreachableAfter ?? 1) > 0, minFreeBytes >= 0 else {

@@ -19,6 +19,8 @@ public struct ControllerConfiguration: Sendable {
     /// HTTPS only (HummingbirdTLS); otherwise plain HTTP, for a TLS-terminating proxy.
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
+    /// Days the privacy ledger keeps each heartbeat's entry.
+    public var ledgerRetentionDays: Double = 30
     /// Blob downloads streamed at the same time (each holds a chunk buffer).
     public var maxConcurrentTransfers = 64
     /// Seconds a push may wait for the agent's answer (connect, send, each read) before it

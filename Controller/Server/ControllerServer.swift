@@ -146,6 +146,7 @@ public enum ControllerServer {
             group.addTask { await pushes.run() }
             group.addTask { await routes.rollouts.run() }
             group.addTask { await UnreachableDevices(service: service, logger: logger).run() }
+            group.addTask { await LedgerRetention(service: service, logger: logger).run() }
             try await group.next()
             group.cancelAll()
         }

@@ -71,4 +71,24 @@ struct HeartbeatPathTests {
         #expect(try await harness.store.device(id: device.id)?.agentVersion == "t")
         #expect(try await harness.store.uploads(deviceID: device.id, limit: 10).count == 4)
     }
+
+    @Test("ledger retention deletes entries past the retention period, in batches, and keeps the rest")
+    func ledgerRetention() async throws {
+        let clock = TestClock()
+        let harness = try ServiceHarness(now: { clock.now })
+        let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600, labels: [:]))
+        let enrolled = try await harness.service.enroll(EnrollRequest(token: token.token, name: "a", labels: [:], pushURL: "", agentVersion: "t"))
+        let device = try #require(try await harness.store.device(id: enrolled.deviceID))
+        let beat = HeartbeatRequest(agentVersion: "t", pushURL: "", activeModel: nil, reports: [], aggregates: [], events: [])
+        for _ in 0..<7 {
+            _ = try await harness.service.heartbeat(device: device, beat, bytes: 10)
+            clock.advance(86_400 * 10)  // ten days between heartbeats: 0, 10, ..., 60 days old
+        }
+        var retention = LedgerRetention(service: harness.service, logger: .init(label: "test"))
+        retention.batch = 2
+        #expect(try await retention.sweep() == 4)  // older than 30 days: 70, 60, 50 and 40 days
+        let left = try await harness.store.uploads(deviceID: device.id, limit: 100)
+        #expect(left.count == 3 && left.allSatisfy { clock.now.timeIntervalSince($0.at) <= 30 * 86_400 })
+        #expect(try await retention.sweep() == 0)
+    }
 }

@@ -59,6 +59,8 @@ protocol FleetStore: Sendable {
 
     func insertUpload(deviceID: String, _ upload: UploadRecord) async throws
     func uploads(deviceID: String, limit: Int) async throws -> [UploadRecord]
+    /// Deletes up to `limit` ledger entries older than `cutoff`; returns how many.
+    func pruneUploads(before cutoff: Date, limit: Int) async throws -> Int
     func insertSession(tokenHash: String, csrf: String, expiresAt: Date) async throws
     /// The CSRF token of a live session.
     func session(tokenHash: String, now: Date) async throws -> String?

@@ -156,6 +156,10 @@ enum Migrations {
                 t.column("usedAt", .datetime)
             }
         }
+        migrator.registerMigration("v8: ledger retention index") { db in
+            // Retention deletes by age; without this index every sweep scans the ledger.
+            try db.create(index: "upload_at", on: "upload", columns: ["at"])
+        }
         return migrator
     }
 }

@@ -344,6 +344,14 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
+    func pruneUploads(before cutoff: Date, limit: Int) async throws -> Int {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM upload WHERE id IN (SELECT id FROM upload WHERE at < ? ORDER BY at LIMIT ?)",
+                           arguments: [DatabaseTimestamp.text(cutoff), limit])
+            return db.changesCount
+        }
+    }
+
     func uploads(deviceID: String, limit: Int) async throws -> [UploadRecord] {
         try await database.read { db in
             try Row.fetchAll(db, sql: "SELECT at, bytes, fieldsJSON, epsilonSpent FROM upload WHERE deviceID = ? ORDER BY id DESC LIMIT ?",

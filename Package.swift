@@ -100,8 +100,10 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
-                "FleetKit", "BitModel", "BitEngine", "fleet-controller", "fleet-agent", "fleetctl",
+                // FleetAgent: library-level agent tests (an injected clock) next to the process tests.
+                "FleetKit", "BitModel", "BitEngine", "FleetAgent", "fleet-controller", "fleet-agent", "fleetctl",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -32,7 +32,8 @@ enum DiskSpace {
     static func describe(_ error: Error, directory: URL) -> String {
         if isNoSpace(error) {
             let free = available(at: directory).map { "\($0)" } ?? "?"
-            return "disk full: no space left on device while writing to \(directory.path) (have \(free) bytes free): \(error)"
+            // The NSError dump adds nothing an operator can use; the path and free space do.
+            return "disk full: no space left on device while writing to \(directory.path) (have \(free) bytes free)"
         }
         return "\(error)"
     }

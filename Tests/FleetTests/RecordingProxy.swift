@@ -23,9 +23,14 @@ final class RecordingProxy: @unchecked Sendable {
         return cuts
     }
 
-    init(upstreamPort: Int, cutAfterBytes: Int? = nil) throws {
+    /// Throttling: each read from the server is held this long before it is forwarded, so
+    /// a download takes long enough for a test to crash the agent in the middle of it.
+    private let delayPerRead: useconds_t
+
+    init(upstreamPort: Int, cutAfterBytes: Int? = nil, delayPerRead: useconds_t = 0) throws {
         self.upstreamPort = upstreamPort
         self.cutAfterBytes = cutAfterBytes
+        self.delayPerRead = delayPerRead
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.listener = listener
         var yes: Int32 = 1
@@ -87,6 +92,7 @@ final class RecordingProxy: @unchecked Sendable {
         while true {
             var count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
+            if !record && delayPerRead > 0 { usleep(delayPerRead) }
             if !record, let limit = cutAfterBytes, forwarded + count > limit {
                 // Forward part of this read, then drop both sides: a transfer cut mid-way.
                 count = max(0, limit - forwarded)

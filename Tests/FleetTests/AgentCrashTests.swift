@@ -38,9 +38,9 @@ struct AgentCrashTests {
         let fleet = try TestFleet()
         defer { fleet.shutdown() }
         try fleet.startController()
-        // Throttled: each read from the controller is held 10 ms, so a 19-chunk download
-        // takes a few hundred milliseconds and random kills land inside it.
-        let proxy = try RecordingProxy(upstreamPort: fleet.controllerPort, delayPerRead: 10_000)
+        // Throttled: each read from the controller is held 20 ms, so a 19-chunk download
+        // takes about half a second and random kills land inside it.
+        let proxy = try RecordingProxy(upstreamPort: fleet.controllerPort, delayPerRead: 20_000)
         defer { proxy.stop() }
         let proxyURL = URL(string: "http://127.0.0.1:\(proxy.port)")!
         var versions: [ModelVersionInfo] = []
@@ -69,7 +69,6 @@ struct AgentCrashTests {
         var sequence = try await fleet.deploy("crash", versions[0].version, to: deviceID).sequence
         try await converge(to: versions[0], sequence: sequence, context: "initial install")
         var landed: [String: Int] = [:]  // where random kills landed, for the log
-        var randomDelays: [Int] = []
 
         for (iteration, failPoint) in plan.enumerated() {
             let context = "iteration \(iteration) (\(failPoint ?? "random kill"))"
@@ -102,14 +101,15 @@ struct AgentCrashTests {
                 #expect(agent.output.contains("fail point \(failPoint) reached"), "\(context): \(agent.output.suffix(1500))")
             } else {
                 sequence = try await fleet.deploy("crash", target.version, to: deviceID).sequence
-                let delay = Int.random(in: 0...900, using: &random)
-                randomDelays.append(delay)
+                let delay = Int.random(in: 0...700, using: &random)
                 try await Task.sleep(for: .milliseconds(delay))
                 fleet.agents[name]!.kill9()
+                // Where it landed, for the log: the .part file or the installed file tell.
                 let part = dataDirectory.appendingPathComponent("downloads/\(target.sha256).part")
-                let partial = (try? FileManager.default.attributesOfItem(atPath: part.path)[.size] as? Int) ?? nil
-                let where_ = partial.map { "mid-download (\($0 * 100 / target.size) %)" } ?? "before or after the download"
-                landed[where_.hasPrefix("mid") ? "mid-download" : where_, default: 0] += 1
+                let installed = dataDirectory.appendingPathComponent("models/\(target.sha256).bnn")
+                let phase = FileManager.default.fileExists(atPath: part.path) ? "mid-download"
+                    : FileManager.default.fileExists(atPath: installed.path) ? "after the download" : "before the download"
+                landed[phase, default: 0] += 1
             }
 
             // Restarted: a valid model serves at once, the old or the new one.
@@ -131,6 +131,6 @@ struct AgentCrashTests {
         }
         let seconds = Int(Date().timeIntervalSince(started))
         print("agent crash consistency: \(plan.count) crashes (\(plan.count - randomKills) at fail points, \(randomKills) random kills "
-              + "after 0-900 ms: \(landed.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))) in \(seconds) s")
+              + "after 0-700 ms: \(landed.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))) in \(seconds) s")
     }
 }

@@ -49,7 +49,11 @@ public actor AgentRuntime {
     /// Loads the active model (falling back to the previous slot if it is unusable), so an
     /// agent restarted at any point of an install runs a valid model.
     public func loadInstalledModel() {
-        defer { removeStrayModels() }
+        // models/ may hold a file no slot names: an install killed after its rename but
+        // before the switch was saved, or a switch saved but the old previous slot not yet
+        // removed. It goes, so crashes cannot pile up models; a deployment that still
+        // wants it downloads it again.
+        defer { removeUnusedModels() }
         // Starting again while a new model is on probation counts against it: an agent
         // that keeps restarting with a new model goes back to the previous one.
         if var probation = state.probation, now < probation.until {
@@ -366,18 +370,6 @@ public actor AgentRuntime {
         }
     }
 
-    /// At startup models/ may hold a file no slot names: an install killed after its
-    /// rename but before the switch was saved, or a switch saved but the old previous slot
-    /// not yet removed. It is deleted, so models/ holds exactly the slot models and crashes
-    /// cannot pile up old models; a deployment that still wants it downloads it again.
-    private func removeStrayModels() {
-        let keep = Set([state.active?.sha256, state.previous?.sha256, state.shadow?.sha256].compactMap { $0 }.map { "\($0).bnn" })
-        for file in (try? FileManager.default.contentsOfDirectory(atPath: files.models.path)) ?? [] where !keep.contains(file) {
-            logger.info("removing models/\(file), which no slot names (an install was interrupted)")
-            try? FileManager.default.removeItem(at: files.models.appendingPathComponent(file))
-        }
-    }
-
     /// After a successful install every other partial download is abandoned (one install
     /// runs at a time), so it is removed instead of holding disk space forever.
     private func removeStaleDownloads() {
@@ -386,9 +378,11 @@ public actor AgentRuntime {
         }
     }
 
+    /// Deletes every file in models/ that no slot (active, previous, shadow) names.
     private func removeUnusedModels() {
         let keep = Set([state.active?.sha256, state.previous?.sha256, state.shadow?.sha256].compactMap { $0 }.map { "\($0).bnn" })
         for file in (try? FileManager.default.contentsOfDirectory(atPath: files.models.path)) ?? [] where !keep.contains(file) {
+            logger.info("removing models/\(file), which no slot names")
             try? FileManager.default.removeItem(at: files.models.appendingPathComponent(file))
         }
     }

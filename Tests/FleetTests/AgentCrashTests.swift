@@ -27,9 +27,9 @@ struct AgentCrashTests {
     @Test("kill -9 at every install step and at random points of a download: always a valid model, consistent reports")
     func crashAnywhere() async throws {
         let started = Date()
-        var random = SeededGenerator(seed: testSeed("BITFLEET_CRASH_SEED", test: "agent crash consistency"))
-        let perFailPoint = ProcessInfo.processInfo.environment["BITFLEET_CRASH_PER_POINT"].flatMap(Int.init) ?? 7
-        let randomKills = ProcessInfo.processInfo.environment["BITFLEET_CRASH_RANDOM_KILLS"].flatMap(Int.init) ?? 30
+        var random = SeededGenerator(seed: testSeed("BITFLEET_AGENT_CRASH_SEED", test: "agent crash consistency"))
+        let perFailPoint = ProcessInfo.processInfo.environment["BITFLEET_AGENT_CRASH_PER_POINT"].flatMap(Int.init) ?? 7
+        let randomKills = ProcessInfo.processInfo.environment["BITFLEET_AGENT_CRASH_RANDOM_KILLS"].flatMap(Int.init) ?? 30
         // The plan: each fail point `perFailPoint` times, plus random kills, in a seeded order.
         var plan: [String?] = Self.failPoints.flatMap { point in [String?](repeating: point.name, count: perFailPoint) }
             + [String?](repeating: nil, count: randomKills)
@@ -38,9 +38,11 @@ struct AgentCrashTests {
         let fleet = try TestFleet()
         defer { fleet.shutdown() }
         try fleet.startController()
-        // Throttled: each read from the controller is held 20 ms, so a 19-chunk download
-        // takes about half a second and random kills land inside it.
-        let proxy = try RecordingProxy(upstreamPort: fleet.controllerPort, delayPerRead: 20_000)
+        // Throttled for random kills: each read from the controller is held 20 ms, so a
+        // 19-chunk download takes about half a second and kills land inside it. Fail
+        // points need no throttle, so those iterations run at full speed.
+        let throttle: useconds_t = 20_000
+        let proxy = try RecordingProxy(upstreamPort: fleet.controllerPort)
         defer { proxy.stop() }
         let proxyURL = URL(string: "http://127.0.0.1:\(proxy.port)")!
         var versions: [ModelVersionInfo] = []
@@ -81,6 +83,7 @@ struct AgentCrashTests {
                 + FileManager.default.contentsOfDirectory(atPath: dataDirectory.appendingPathComponent("models").path)).map { String($0.prefix(64)) }
             let target = try #require(versions.first { ![running.sha256, before.previous?.sha256].contains($0.sha256) && !onDisk.contains($0.sha256) },
                                       "\(context): every version is on the device: \(onDisk)")
+            proxy.delayPerRead = failPoint == nil ? throttle : 0
             if let failPoint {
                 // Restart armed (killing the idle agent is one more crash point).
                 let hits = Self.failPoints.first { $0.name == failPoint }!.hits

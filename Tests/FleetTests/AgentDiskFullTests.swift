@@ -155,8 +155,7 @@ enum Tmpfs {
 
     /// Writes zeros into `file` until the file system is full.
     static func fill(_ file: URL) {
-        FileManager.default.createFile(atPath: file.path, contents: nil)
-        guard let handle = try? FileHandle(forWritingTo: file) else { return }
+        guard FileManager.default.createFile(atPath: file.path, contents: nil), let handle = try? FileHandle(forWritingTo: file) else { return }
         defer { try? handle.close() }
         let block = Data(count: 4096)
         while (try? handle.write(contentsOf: block)) != nil {}

@@ -185,8 +185,9 @@ struct AgentTamperTests {
         otherFleet.fleetID = "flt_someoneelse"
         cases.append(("another fleet", try signer.sign(otherFleet), "for fleet flt_someoneelse"))
         for (context, manifest, expected) in cases {
-            let (_, response) = try await agent.send("POST", "/v1/push", body: try FleetJSON.encoder.encode(manifest), acceptStatuses: [409])
-            #expect(response.statusCode == 409, "\(context)")
+            let (body, response) = try await agent.send("POST", "/v1/push", body: try FleetJSON.encoder.encode(manifest), acceptStatuses: [409])
+            let answer = String(decoding: body, as: UTF8.self)
+            #expect(response.statusCode == 409 && answer.contains(expected), "\(context): \(response.statusCode) \(answer)")
         }
         try await eventually("every refused manifest is a device event with its reason", timeout: 60) {
             let refused = try await fleet.deviceEvents(deviceID).filter { $0.kind == "manifest_refused" }

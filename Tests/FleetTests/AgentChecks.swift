@@ -26,6 +26,19 @@ extension TestFleet {
         return try FleetJSON.decoder.decode(InferenceResponse.self, from: data)
     }
 
+    /// `installedModelProblems` of a running agent. The agent keeps converging while the
+    /// test looks (a switch removes the old previous slot's file), so the files are
+    /// judged against a status read before and unchanged after listing them.
+    func installedModelProblems(_ name: String) async throws -> [String] {
+        for _ in 0..<20 {
+            let before = try await agentStatus(name)
+            let problems = FleetTests.installedModelProblems(dataDirectory: agentDataDirectory(name), status: before)
+            let after = try await agentStatus(name)
+            if before.active == after.active && before.previous == after.previous { return problems }
+        }
+        throw TestFailure("agent \(name) kept switching models while its files were checked")
+    }
+
     /// Uploads a model through the admin API.
     func uploadModel(_ model: Model, name: String) async throws -> ModelVersionInfo {
         let (data, _) = try await admin.send("POST", "/api/v1/models?name=\(name)", body: try ModelWriter.data(for: model),

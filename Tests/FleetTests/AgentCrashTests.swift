@@ -124,8 +124,8 @@ struct AgentCrashTests {
             // (a stray left by the crash is deleted at startup).
             let installedFiles = try FileManager.default.contentsOfDirectory(atPath: dataDirectory.appendingPathComponent("models").path)
             #expect(installedFiles.count <= 3, "\(context): models/ holds \(installedFiles)")
-            #expect(installedModelProblems(dataDirectory: dataDirectory, status: after).isEmpty,
-                    "\(context): \(installedModelProblems(dataDirectory: dataDirectory, status: after))")
+            let problems = try await fleet.installedModelProblems(name)
+            #expect(problems.isEmpty, "\(context): \(problems)")
             let served = try await fleet.agentInfer(name, image)
             // The agent may already have moved on (heartbeat), so compare with a fresh status.
             let now = try await fleet.agentStatus(name)

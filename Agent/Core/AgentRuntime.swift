@@ -161,7 +161,10 @@ public actor AgentRuntime {
         aggregates.acknowledgeShadow(shadowReports)
         for sent in reports { if let index = state.pendingReports.firstIndex(of: sent) { state.pendingReports.remove(at: index) } }
         for sent in events { if let index = state.pendingEvents.firstIndex(of: sent) { state.pendingEvents.remove(at: index) } }
-        try saveState()
+        // Best effort: on a full disk the heartbeat still follows key rotations and the
+        // desired manifest (which then fails with a clear "disk full" report); a crash
+        // before the next successful write only resends reports (idempotent) and events.
+        try? saveState()
         heartbeatInterval = response.heartbeatInterval
         if let current = identity, !response.keyAnnouncements.isEmpty {
             let newest = KeyRotation.follow(response.keyAnnouncements, from: current.publicKey, fleetID: current.fleetID)

@@ -130,10 +130,12 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
-                "FleetKit", "BitModel", "BitEngine", "fleet-controller", "fleet-agent", "fleetctl",
+                // FleetAgent: library-level agent tests (an injected clock) next to the process tests.
+                "FleetKit", "BitModel", "BitEngine", "FleetAgent", "fleet-controller", "fleet-agent", "fleetctl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 // Read-only PRAGMA integrity_check of a killed controller's database.
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -24,6 +24,14 @@ public struct AgentConfiguration: Sendable {
     public var probationSeconds: Double = 60
     /// Violations (failed inferences, latency over budget) that end a probation with a revert.
     public var probationViolations: Int = 3
+    /// Bytes per Range request when downloading a model blob.
+    public var chunkBytes: Int = 256 * 1024
+    /// Free space that must remain on the data directory's file system after a download;
+    /// a deployment that would eat into it is refused ("disk full") before any byte is fetched.
+    public var minFreeBytes: Int64 = 64 << 20
+    /// The agent's notion of now (aggregate windows, probation, retry pacing). Tests inject
+    /// a simulated clock to run an agent offline for days in seconds.
+    public var clock: @Sendable () -> Date = { Date() }
 
     public init(dataDirectory: URL, controllerURL: URL, enrollToken: String? = nil, name: String, labels: [String: String] = [:],
                 host: String = "127.0.0.1", port: Int = 7070, advertisedURL: String? = nil, heartbeatInterval: Double? = nil,

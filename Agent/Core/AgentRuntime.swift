@@ -12,7 +12,8 @@ public actor AgentRuntime {
     let files: AgentFiles
     let logger: Logger
     let runner: ModelRunner
-    let aggregates: AggregateBuffer
+    /// Thread-safe on its own (a lock), so inference records into it without hopping onto the actor.
+    nonisolated let aggregates: AggregateBuffer
     /// Local Prometheus metrics (`GET /metrics` on the agent's listener).
     nonisolated let metrics = PrometheusCollectorRegistry()
     nonisolated let inferences: Counter
@@ -48,9 +49,14 @@ public actor AgentRuntime {
     /// Loads the active model (falling back to the previous slot if it is unusable), so an
     /// agent restarted at any point of an install runs a valid model.
     public func loadInstalledModel() {
+        // models/ may hold a file no slot names: an install killed after its rename but
+        // before the switch was saved, or a switch saved but the old previous slot not yet
+        // removed. It goes, so crashes cannot pile up models; a deployment that still
+        // wants it downloads it again.
+        defer { removeUnusedModels() }
         // Starting again while a new model is on probation counts against it: an agent
         // that keeps restarting with a new model goes back to the previous one.
-        if var probation = state.probation, Date() < probation.until {
+        if var probation = state.probation, now < probation.until {
             probation.starts += 1
             state.probation = probation
             try? saveState()
@@ -81,6 +87,9 @@ public actor AgentRuntime {
     }
 
     public func setPushURL(_ url: String) { pushURL = url }
+
+    /// Now, by the configured clock (simulated in tests).
+    nonisolated var now: Date { configuration.clock() }
 
     var controller: FleetHTTPClient {
         FleetHTTPClient(baseURL: configuration.controllerURL, token: identity?.credential, timeout: 10)
@@ -134,7 +143,7 @@ public actor AgentRuntime {
 
     func heartbeat() async throws {
         guard identity != nil else { return }
-        let windows = aggregates.closedWindows(now: Date())
+        let windows = aggregates.closedWindows(now: now)
         let reports = Array(state.pendingReports.prefix(500))
         let events = Array(state.pendingEvents.prefix(100))
         let shadowReports = aggregates.pendingShadow
@@ -152,7 +161,10 @@ public actor AgentRuntime {
         aggregates.acknowledgeShadow(shadowReports)
         for sent in reports { if let index = state.pendingReports.firstIndex(of: sent) { state.pendingReports.remove(at: index) } }
         for sent in events { if let index = state.pendingEvents.firstIndex(of: sent) { state.pendingEvents.remove(at: index) } }
-        try saveState()
+        // Best effort: on a full disk the heartbeat still follows key rotations and the
+        // desired manifest (which then fails with a clear "disk full" report); a crash
+        // before the next successful write only resends reports (idempotent) and events.
+        try? saveState()
         heartbeatInterval = response.heartbeatInterval
         if let current = identity, !response.keyAnnouncements.isEmpty {
             let newest = KeyRotation.follow(response.keyAnnouncements, from: current.publicKey, fleetID: current.fleetID)
@@ -184,20 +196,14 @@ public actor AgentRuntime {
             if case .notNewer = error, source == "heartbeat" { return nil }  // converged already
             let reason = "\(source) manifest refused: \(error)"
             logger.warning("\(reason)")
-            state.pendingEvents.append(DeviceEvent(at: Date(), kind: "manifest_refused", message: String(reason.prefix(500))))
-            // Bounded: a flood of forged pushes must not grow the state or block heartbeats.
-            if state.pendingEvents.count > 200 {
-                let dropped = state.pendingEvents.count - 199
-                state.pendingEvents.removeFirst(dropped)
-                state.pendingEvents.insert(DeviceEvent(at: Date(), kind: "events_dropped", message: "\(dropped) older events dropped"), at: 0)
-            }
+            appendEvent(DeviceEvent(at: now, kind: "manifest_refused", message: String(reason.prefix(500))))
             try? saveState()
             return reason
         } catch {
             return "\(error)"
         }
         if installing { return nil }
-        if manifest.sequence == state.failedSequence, let at = state.failedAt, Date().timeIntervalSince(at) < 30 {
+        if manifest.sequence == state.failedSequence, let at = state.failedAt, now.timeIntervalSince(at) < 30 {
             return nil  // a failed deployment is retried slowly, not on every heartbeat
         }
         installing = true
@@ -213,16 +219,49 @@ public actor AgentRuntime {
     /// Queues the report durably first (a crash mid-send must not lose an activation),
     /// sends it at once, and forgets it when the controller acknowledged it.
     private func report(_ sequence: Int64, _ deploymentState: DeploymentState, _ reason: String? = nil) async {
-        let report = DeploymentReport(sequence: sequence, state: deploymentState, reason: reason.map { String($0.prefix(1000)) })
+        let report = Self.makeReport(sequence, deploymentState, reason)
+        enqueue(report)
+        try? saveState()
+        await send(report)
+    }
+
+    static func makeReport(_ sequence: Int64, _ deploymentState: DeploymentState, _ reason: String? = nil) -> DeploymentReport {
+        DeploymentReport(sequence: sequence, state: deploymentState, reason: reason.map { String($0.prefix(1000)) })
+    }
+
+    /// Adds a report to the durable queue (saved with the next state write).
+    private func enqueue(_ report: DeploymentReport) {
         state.pendingReports.append(report)
         if state.pendingReports.count > 200 { state.pendingReports.removeFirst(state.pendingReports.count - 200) }
-        try? saveState()
+    }
+
+    /// Sends a queued report now; on failure it stays queued for the next heartbeat.
+    private func send(_ report: DeploymentReport) async {
+        FailPoint.hit(.beforeReport)
         do {
             _ = try await controller.send("POST", "/api/v1/reports", body: try FleetJSON.encoder.encode([report]))
+            FailPoint.hit(.afterReport)
             if let index = state.pendingReports.firstIndex(of: report) { state.pendingReports.remove(at: index) }
             try? saveState()
         } catch {
             // Stays queued; the next heartbeat carries it.
+        }
+    }
+
+    /// Records an install failure as a device event too, so it is visible on the controller
+    /// even for a manifest it has no deployment for (e.g. one signed for another purpose).
+    private func recordInstallFailure(_ manifest: DeploymentManifest, _ reason: String) {
+        appendEvent(DeviceEvent(at: now, kind: "install_failed",
+                                message: String("\(manifest.model) \(manifest.version) (sequence \(manifest.sequence)): \(reason)".prefix(500))))
+    }
+
+    private func appendEvent(_ event: DeviceEvent) {
+        state.pendingEvents.append(event)
+        // Bounded: a flood of forged pushes must not grow the state or block heartbeats.
+        if state.pendingEvents.count > 200 {
+            let dropped = state.pendingEvents.count - 199
+            state.pendingEvents.removeFirst(dropped)
+            state.pendingEvents.insert(DeviceEvent(at: now, kind: "events_dropped", message: "\(dropped) older events dropped"), at: 0)
         }
     }
 
@@ -234,28 +273,39 @@ public actor AgentRuntime {
             try await fetch(manifest, to: target)
             await report(manifest.sequence, .installed)
             let loaded = try runner.prepare(installed, file: target)
-            // Switch: the previous slot keeps the model we were running.
-            if state.active?.sha256 != installed.sha256 { state.previous = state.active }
-            state.active = installed
-            state.lastAcceptedSequence = manifest.sequence
-            state.failedSequence = nil
-            state.failedAt = nil
-            state.probation = state.previous == nil ? nil
-                : Probation(sequence: manifest.sequence, until: Date().addingTimeInterval(configuration.probationSeconds), starts: 0, violations: 0)
-            try saveState()
+            // The switch is one state write: the previous slot keeps the model we were
+            // running, and the activation report is queued in the same write, so a crash
+            // right after it cannot leave the controller believing the old model runs.
+            // Until that write succeeds nothing in memory changes (a full disk leaves the
+            // agent exactly as it was).
+            var next = state
+            if next.active?.sha256 != installed.sha256 { next.previous = next.active }
+            next.active = installed
+            next.lastAcceptedSequence = manifest.sequence
+            next.failedSequence = nil
+            next.failedAt = nil
+            next.probation = next.previous == nil ? nil
+                : Probation(sequence: manifest.sequence, until: now.addingTimeInterval(configuration.probationSeconds), starts: 0, violations: 0)
+            next.shadow = nil
+            let activation = Self.makeReport(manifest.sequence, .active)
+            next.pendingReports.append(activation)
+            FailPoint.hit(.beforeStateSave)
+            try files.save(next, to: files.stateURL)
+            state = next
+            FailPoint.hit(.afterStateSave)
             runner.activate(loaded)
-            state.shadow = nil
             runner.setShadow(nil)
-            try saveState()
             removeUnusedModels()
+            removeStaleDownloads()
             logger.info("activated \(manifest.model) \(manifest.version)")
-            await report(manifest.sequence, .active)
+            await send(activation)
         } catch {
-            let reason = "\(error)"
+            let reason = DiskSpace.describe(error, directory: files.root)
             logger.error("install of \(manifest.model) \(manifest.version) failed: \(reason)")
+            removeUnusedModels()
             state.failedSequence = manifest.sequence
-            state.failedAt = Date()
-            try? saveState()
+            state.failedAt = now
+            recordInstallFailure(manifest, reason)
             await report(manifest.sequence, .failed, reason)
         }
     }
@@ -266,14 +316,21 @@ public actor AgentRuntime {
     /// identical file is already installed.
     private func fetch(_ manifest: DeploymentManifest, to target: URL) async throws {
         guard manifest.size <= configuration.maxModelBytes else {
-            throw InstallError(description: "the model needs \(manifest.size) bytes, this device accepts at most \(configuration.maxModelBytes)")
+            throw InstallError(description: "the model needs \(manifest.size) bytes, this device accepts at most \(configuration.maxModelBytes) (--max-model-bytes)")
         }
         if FileManager.default.fileExists(atPath: target.path), (try? FileDigest.sha256Hex(of: target)) == manifest.sha256.lowercased() {
             return
         }
+        // Refuse before fetching a byte if the blob would eat into the free-space reserve:
+        // the running model, state and aggregates must always be writable.
+        try DiskSpace.requireFree(Int64(manifest.size) + configuration.minFreeBytes, reserve: configuration.minFreeBytes,
+                                  for: manifest.size, at: files.root)
         await report(manifest.sequence, .downloading)
-        let part = try await BlobDownloader(client: controller, files: files).download(manifest)
+        var downloader = BlobDownloader(client: controller, files: files)
+        downloader.chunkSize = max(1, configuration.chunkBytes)
+        let part = try await downloader.download(manifest)
         try Self.atomicMove(part, to: target)
+        FailPoint.hit(.afterRename)
     }
 
     /// Installs a model for shadow evaluation: same checks as an activation, but it only
@@ -296,26 +353,39 @@ public actor AgentRuntime {
             logger.info("shadow-evaluating \(manifest.model) \(manifest.version)")
             await report(manifest.sequence, .active)
         } catch {
+            let reason = DiskSpace.describe(error, directory: files.root)
             state.failedSequence = manifest.sequence
-            state.failedAt = Date()
-            try? saveState()
-            await report(manifest.sequence, .failed, "\(error)")
+            state.failedAt = now
+            recordInstallFailure(manifest, reason)
+            await report(manifest.sequence, .failed, reason)
         }
     }
 
     /// rename(2) after fsync: the model file appears complete or not at all.
     static func atomicMove(_ source: URL, to destination: URL) throws {
+        FailPoint.hit(.beforeFsync)
         let handle = try FileHandle(forUpdating: source)
         try handle.synchronize()
         try handle.close()
+        FailPoint.hit(.beforeRename)
         if rename(source.path, destination.path) != 0 {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: destination.path])
         }
     }
 
+    /// After a successful install every other partial download is abandoned (one install
+    /// runs at a time), so it is removed instead of holding disk space forever.
+    private func removeStaleDownloads() {
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: files.downloads.path)) ?? [] {
+            try? FileManager.default.removeItem(at: files.downloads.appendingPathComponent(file))
+        }
+    }
+
+    /// Deletes every file in models/ that no slot (active, previous, shadow) names.
     private func removeUnusedModels() {
         let keep = Set([state.active?.sha256, state.previous?.sha256, state.shadow?.sha256].compactMap { $0 }.map { "\($0).bnn" })
         for file in (try? FileManager.default.contentsOfDirectory(atPath: files.models.path)) ?? [] where !keep.contains(file) {
+            logger.info("removing models/\(file), which no slot names")
             try? FileManager.default.removeItem(at: files.models.appendingPathComponent(file))
         }
     }
@@ -325,7 +395,7 @@ public actor AgentRuntime {
     // MARK: Local inference
 
     nonisolated func infer(body: Data) throws -> ModelRunner.Result {
-        let now = Date()
+        let now = configuration.clock()
         do {
             let result = try runner.infer(body: body)
             inferences.increment()
@@ -359,7 +429,7 @@ public actor AgentRuntime {
 
     /// Counts a violation against a model on probation; reverts after too many.
     func probationViolation(_ model: InstalledModel, _ reason: String) {
-        guard var probation = state.probation, probation.sequence == model.sequence, Date() < probation.until else { return }
+        guard var probation = state.probation, probation.sequence == model.sequence, now < probation.until else { return }
         probation.violations += 1
         probation.lastViolation = reason
         state.probation = probation
@@ -390,7 +460,7 @@ public actor AgentRuntime {
 
     /// Ends a probation that passed its window without trouble.
     func closeProbation() {
-        if let probation = state.probation, Date() >= probation.until {
+        if let probation = state.probation, now >= probation.until {
             state.probation = nil
             try? saveState()
         }

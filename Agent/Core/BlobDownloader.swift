@@ -42,11 +42,25 @@ struct BlobDownloader: Sendable {
         }
     }
 
-    /// Returns the verified file (still named .part; the installer renames it).
+    /// Returns the verified file (still named .part; the installer renames it). A write
+    /// that fails for lack of space removes the .part file, so a full disk does not stay
+    /// full because of a download that cannot finish.
     func download(_ manifest: DeploymentManifest) async throws -> URL {
         let part = files.partialURL(sha256: manifest.sha256)
+        do {
+            return try await fetch(manifest, into: part)
+        } catch where DiskSpace.isNoSpace(error) {
+            try? FileManager.default.removeItem(at: part)
+            throw error
+        }
+    }
+
+    private func fetch(_ manifest: DeploymentManifest, into part: URL) async throws -> URL {
         if !FileManager.default.fileExists(atPath: part.path) {
-            FileManager.default.createFile(atPath: part.path, contents: nil)
+            guard FileManager.default.createFile(atPath: part.path, contents: nil) else {
+                throw CocoaError(.fileWriteOutOfSpace, userInfo: [NSFilePathErrorKey: part.path,
+                    NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(errno))])
+            }
         }
         var have = (try FileManager.default.attributesOfItem(atPath: part.path)[.size] as? Int) ?? 0
         if have > manifest.size {
@@ -59,7 +73,8 @@ struct BlobDownloader: Sendable {
             let handle = try FileHandle(forWritingTo: part)
             defer { try? handle.close() }
             if response.statusCode == 200 {
-                // No Range support: the body is the whole blob.
+                // No Range support: the body is the whole blob; it must be exactly the signed size.
+                guard data.count == manifest.size else { throw Failure.sizeMismatch(expected: manifest.size, got: data.count) }
                 try handle.truncate(atOffset: 0)
                 try handle.write(contentsOf: data)
                 try handle.synchronize()
@@ -69,9 +84,19 @@ struct BlobDownloader: Sendable {
             guard response.statusCode == 206, !data.isEmpty, data.count <= end - have + 1 else {
                 throw Failure.server("unexpected blob response \(response.statusCode) with \(data.count) bytes")
             }
+            // The server names the blob's full size; one that is not the signed size is the
+            // wrong (or an oversized) blob, refused at its first chunk instead of its last.
+            if let total = Self.totalSize(response), total != manifest.size {
+                throw Failure.sizeMismatch(expected: manifest.size, got: total)
+            }
             try handle.seek(toOffset: UInt64(have))
-            try handle.write(contentsOf: data)
+            let half = data.count / 2
+            try handle.write(contentsOf: data.prefix(half))
+            FailPoint.hit(.chunkHalfWritten)
+            try handle.write(contentsOf: data.dropFirst(half))
+            FailPoint.hit(.chunkWritten)
             try handle.synchronize()
+            FailPoint.hit(.chunkSynced)
             have += data.count
         }
         guard have == manifest.size else {
@@ -84,5 +109,11 @@ struct BlobDownloader: Sendable {
             throw Failure.digestMismatch(expected: manifest.sha256, got: digest)
         }
         return part
+    }
+
+    /// The total from `Content-Range: bytes a-b/total`, if the server sent one.
+    static func totalSize(_ response: HTTPURLResponse) -> Int? {
+        guard let header = response.value(forHTTPHeaderField: "Content-Range"), let slash = header.lastIndex(of: "/") else { return nil }
+        return Int(header[header.index(after: slash)...].trimmingCharacters(in: .whitespaces))
     }
 }

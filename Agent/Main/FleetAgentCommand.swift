@@ -46,6 +46,10 @@ struct Run: AsyncParsableCommand {
     var threads = environment("BITFLEET_AGENT_THREADS").flatMap(Int.init) ?? 1
     @Option(help: "Largest model (bytes) this device accepts; larger ones fail to install.")
     var maxModelBytes = 512 << 20
+    @Option(help: "Free bytes that must remain on the data directory's file system after a download; a deployment that needs more is refused as 'disk full' (env BITFLEET_AGENT_MIN_FREE_BYTES).")
+    var minFreeBytes: Int64 = environment("BITFLEET_AGENT_MIN_FREE_BYTES").flatMap { Int64($0) } ?? 64 << 20
+    @Option(help: "Bytes per Range request when downloading a model (small values make resumption finer and downloads slower).")
+    var chunkBytes = 256 * 1024
     @Option(help: "Seconds a newly activated model is on probation (reverted if it misbehaves).")
     var probation: Double = 60
     @Option(help: "Problems during probation (failed inferences, latency over 10x budget) that trigger a revert.")
@@ -76,6 +80,8 @@ struct Run: AsyncParsableCommand {
         limited.maxModelBytes = maxModelBytes
         limited.probationSeconds = probation
         limited.probationViolations = probationViolations
+        limited.minFreeBytes = max(0, minFreeBytes)
+        limited.chunkBytes = max(1024, chunkBytes)
         let runtime = try AgentRuntime(configuration: limited, logger: logger)
         await runtime.loadInstalledModel()
         let advertised = advertise

@@ -23,9 +23,19 @@ final class RecordingProxy: @unchecked Sendable {
         return cuts
     }
 
-    init(upstreamPort: Int, cutAfterBytes: Int? = nil) throws {
+    /// Throttling: each read from the server is held this long before it is forwarded, so
+    /// a download takes long enough for a test to crash the agent in the middle of it.
+    /// Settable while running (a test throttles only the phases that need it).
+    var delayPerRead: useconds_t {
+        get { lock.lock(); defer { lock.unlock() }; return delay }
+        set { lock.lock(); delay = newValue; lock.unlock() }
+    }
+    private var delay: useconds_t
+
+    init(upstreamPort: Int, cutAfterBytes: Int? = nil, delayPerRead: useconds_t = 0) throws {
         self.upstreamPort = upstreamPort
         self.cutAfterBytes = cutAfterBytes
+        self.delay = delayPerRead
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.listener = listener
         var yes: Int32 = 1
@@ -87,6 +97,7 @@ final class RecordingProxy: @unchecked Sendable {
         while true {
             var count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
+            if !record, case let pause = delayPerRead, pause > 0 { usleep(pause) }
             if !record, let limit = cutAfterBytes, forwarded + count > limit {
                 // Forward part of this read, then drop both sides: a transfer cut mid-way.
                 count = max(0, limit - forwarded)

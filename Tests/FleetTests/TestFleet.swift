@@ -45,11 +45,12 @@ final class TestFleet: @unchecked Sendable {
     func agentDataDirectory(_ name: String) -> URL { root.appendingPathComponent("agent-\(name)") }
 
     /// Starts (or restarts) agent `name`; `controller` overrides the URL (e.g. a proxy).
-    func startAgent(_ name: String, token: String?, controller: URL? = nil, extra: [String] = []) throws {
+    func startAgent(_ name: String, token: String?, controller: URL? = nil, extra: [String] = [], environment: [String: String] = [:]) throws {
         var arguments = ["run", "--data-dir", agentDataDirectory(name).path, "--controller", (controller ?? controllerURL).absoluteString,
                          "--listen", "127.0.0.1:0", "--name", name, "--heartbeat-interval", heartbeat, "--aggregate-window", "1"] + extra
         if let token { arguments += ["--enroll-token", token] }
-        let process = try TestProcess("fleet-agent", arguments, name: "agent-\(name)-\(UUID().uuidString.prefix(4))", directory: root)
+        let process = try TestProcess("fleet-agent", arguments, name: "agent-\(name)-\(UUID().uuidString.prefix(4))", directory: root,
+                                  environment: environment)
         agents[name] = process
         agentURLs[name] = URL(string: try process.waitForLine("agent listening on (http://[0-9.:]+)"))!
     }

@@ -47,6 +47,8 @@ struct Serve: AsyncParsableCommand {
     var tlsCertificate: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_CERTIFICATE"]
     @Option(help: "PEM private key of --tls-certificate, readable by the controller only (env BITFLEET_TLS_KEY).")
     var tlsKey: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_KEY"]
+    @Option(help: "Seconds an idle keep-alive connection stays open (devices reconnect for their next heartbeat).")
+    var idleTimeout: Double = 2
     @Option(help: "Days the privacy ledger keeps an entry per heartbeat before it is deleted.")
     var ledgerRetentionDays: Double = 30
     @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
@@ -75,9 +77,10 @@ struct Serve: AsyncParsableCommand {
         configuration.pushInterval = 0.5
         configuration.authFailureLimit = authFailureLimit
         configuration.maxConcurrentTransfers = maxConcurrentTransfers
-        guard ledgerRetentionDays > 0, maxConcurrentTransfers > 0 else {
-            throw ValidationError("--ledger-retention-days and --max-concurrent-transfers must be positive")
+        guard ledgerRetentionDays > 0, maxConcurrentTransfers > 0, idleTimeout > 0 else {
+            throw ValidationError("--ledger-retention-days, --max-concurrent-transfers and --idle-timeout must be positive")
         }
+        configuration.idleTimeout = idleTimeout
         configuration.ledgerRetentionDays = ledgerRetentionDays
         configuration.tlsCertificatePath = tlsCertificate
         configuration.tlsKeyPath = tlsKey

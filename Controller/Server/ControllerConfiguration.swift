@@ -19,6 +19,8 @@ public struct ControllerConfiguration: Sendable {
     /// HTTPS only (HummingbirdTLS); otherwise plain HTTP, for a TLS-terminating proxy.
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
+    /// Seconds an idle keep-alive connection stays open.
+    public var idleTimeout: Double = 2
     /// Days the privacy ledger keeps each heartbeat's entry.
     public var ledgerRetentionDays: Double = 30
     /// Blob downloads streamed at the same time (each holds a chunk buffer).

@@ -2,6 +2,8 @@ import Crypto
 import FleetKit
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import NIOCore
 import Logging
 
 /// Opens (or creates) a data directory and runs the controller until SIGINT/SIGTERM.
@@ -130,10 +132,13 @@ public enum ControllerServer {
         router.get("/charts", use: pages.charts)
         router.get("/audit", use: pages.audit)
 
+        // Devices talk every few seconds at most: an idle keep-alive connection is closed
+        // after `idleTimeout` instead of holding its buffers (tens of KB) and a descriptor.
+        let http = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))))
         let tls = try ControllerTLS.configuration(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath)
         let app = Application(
             router: router,
-            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+            server: try tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitfleet-controller"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port

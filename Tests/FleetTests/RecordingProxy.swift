@@ -101,7 +101,8 @@ final class RecordingProxy: @unchecked Sendable {
             if !record, let limit = cutAfterBytes, forwarded + count > limit {
                 // Forward part of this read, then drop both sides: a transfer cut mid-way.
                 count = max(0, limit - forwarded)
-                _ = buffer.withUnsafeBufferPointer { write(destination, $0.baseAddress, count) }
+                // MSG_NOSIGNAL: a peer that already closed must not SIGPIPE the test process.
+                _ = buffer.withUnsafeBufferPointer { send(destination, $0.baseAddress, count, Int32(MSG_NOSIGNAL)) }
                 lock.lock()
                 cuts += 1
                 lock.unlock()
@@ -117,7 +118,9 @@ final class RecordingProxy: @unchecked Sendable {
             }
             var offset = 0
             while offset < count {
-                let written = buffer[offset..<count].withUnsafeBufferPointer { write(destination, $0.baseAddress, count - offset) }
+                let written = buffer[offset..<count].withUnsafeBufferPointer {
+                    send(destination, $0.baseAddress, count - offset, Int32(MSG_NOSIGNAL))
+                }
                 if written <= 0 { break }
                 offset += written
             }

@@ -71,10 +71,9 @@ public final class HTTPConnection: @unchecked Sendable {
                         timeout: TimeAmount = .seconds(30)) async throws -> Response {
         let loop = channel.eventLoop
         let promise = loop.makePromise(of: Response.self)
-        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-        head.headers.add(name: "Host", value: "\(host):\(port)")
-        for (name, value) in headers { head.headers.add(name: name, value: value) }
-        head.headers.add(name: "Content-Length", value: "\(body?.readableBytes ?? 0)")
+        var fields = HTTPHeaders([("Host", "\(host):\(port)")] + headers)
+        fields.add(name: "Content-Length", value: "\(body?.readableBytes ?? 0)")
+        let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: fields)
         let channel = self.channel
         let collector = self.collector
         loop.execute {

@@ -12,16 +12,9 @@ enum DiskSpace {
         var description: String
     }
 
-    /// Bytes available to this (unprivileged or not) process on the file system of `url`.
-    static func available(at url: URL) -> Int64? {
-        var stats = statvfs()
-        guard statvfs(url.path, &stats) == 0 else { return nil }
-        return Int64(stats.f_bavail) * Int64(stats.f_frsize)
-    }
-
     /// Throws `Full` unless `needed` bytes are free at `url`.
     static func requireFree(_ needed: Int64, reserve: Int64, for modelBytes: Int, at url: URL) throws {
-        guard let free = available(at: url) else { return }  // unknown: let the writes decide
+        guard let free = FreeSpace.available(at: url) else { return }  // unknown: let the writes decide
         if free < needed {
             throw Full(description: "disk full: need \(needed) bytes (model \(modelBytes) + reserve \(reserve)), have \(free) free on \(url.path)")
         }
@@ -31,7 +24,7 @@ enum DiskSpace {
     /// chain a message in the same form as the up-front check.
     static func describe(_ error: Error, directory: URL) -> String {
         if isNoSpace(error) {
-            let free = available(at: directory).map { "\($0)" } ?? "?"
+            let free = FreeSpace.available(at: directory).map { "\($0)" } ?? "?"
             // The NSError dump adds nothing an operator can use; the path and free space do.
             return "disk full: no space left on device while writing to \(directory.path) (have \(free) bytes free)"
         }

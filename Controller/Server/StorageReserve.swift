@@ -1,10 +1,6 @@
+import BitModel
 import Foundation
 import Hummingbird
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Keeps a free-space reserve on the data directory: new work that would eat into it is
 /// refused with 507 before anything is written, so a filling disk stops uploads while the
@@ -14,17 +10,10 @@ struct StorageReserve: Sendable {
     let directory: URL
     let reserveBytes: Int64
 
-    /// Bytes available to this process on the data directory's file system (statvfs).
-    func freeBytes() -> Int64? {
-        var stats = statvfs()
-        guard statvfs(directory.path, &stats) == 0 else { return nil }
-        return Int64(stats.f_bavail) * Int64(stats.f_frsize)
-    }
-
     /// Throws a 507 naming what and where when storing `bytes` more would leave less than
     /// the reserve free.
     func ensureRoom(for bytes: Int, what: String) throws {
-        guard let free = freeBytes() else { return }  // unknown: let the write itself fail cleanly
+        guard let free = FreeSpace.available(at: directory) else { return }  // unknown: let the write itself fail cleanly
         guard free - Int64(bytes) < reserveBytes else { return }
         throw APIError(APIError.insufficientStorage, "insufficient_storage",
                        "not enough disk space for \(what) (\(bytes) bytes): \(directory.path) has \(free) bytes free "

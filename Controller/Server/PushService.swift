@@ -68,9 +68,11 @@ final class PushService: Sendable {
     private func push(_ row: DeviceDeploymentRecord) async {
         do {
             guard let device = try await service.store.device(id: row.deviceID),
-                  let deployment = try await service.store.deployment(id: row.deploymentID),
-                  let model = try await service.store.model(id: deployment.modelID) else { return }
-            let manifest = try service.manifest(for: device.id, deployment: deployment, model: model)
+                  let (deployment, model) = try await service.cachedDeployment(id: row.deploymentID) else { return }
+            // The same signed manifest the device's heartbeat reply would carry: signed once.
+            let manifest = try service.caches.manifest(deviceID: device.id, deploymentID: row.deploymentID) {
+                try service.manifest(for: device.id, deployment: deployment, model: model)
+            }
             let target = device.pushURL.hasSuffix("/") ? device.pushURL + "v1/push" : device.pushURL + "/v1/push"
             do {
                 try await deliver(try FleetJSON.encoder.encode(manifest), to: target)

@@ -18,7 +18,10 @@ final class SimulatedFleet: @unchecked Sendable {
             guard let token = options.adminToken ?? ProcessInfo.processInfo.environment["BITFLEET_ADMIN_TOKEN"] else {
                 throw SimulationError("--controller needs --admin-token or BITFLEET_ADMIN_TOKEN")
             }
-            controllerURL = URL(string: url)!
+            guard let parsed = URL(string: url), parsed.scheme == "http", parsed.host != nil else {
+                throw SimulationError("--controller must be an http://HOST:PORT URL (the simulated devices speak plain HTTP), got '\(url)'")
+            }
+            controllerURL = parsed
             admin = FleetHTTPClient(baseURL: controllerURL, token: token, timeout: 60)
             controllerProcess = nil
         } else {

@@ -156,9 +156,14 @@ extension FleetSimulator {
             _ = simulation.stats.drainLatencies()
             let cpuBefore = simulation.controllerCPUSeconds
             var maxResident = 0
+            var lastProgress = ContinuousClock.now
             while ContinuousClock.now < end {
                 try await Task.sleep(for: .milliseconds(500))
                 maxResident = max(maxResident, simulation.controllerMemory?.current ?? 0)
+                if ContinuousClock.now - lastProgress >= .seconds(10) {
+                    log("  \(Int((ContinuousClock.now - measureFrom).milliseconds / 1000)) of \(Int(duration)) s measured")
+                    lastProgress = ContinuousClock.now
+                }
             }
             let latencies = simulation.stats.drainLatencies()
             let cpuAfter = simulation.controllerCPUSeconds

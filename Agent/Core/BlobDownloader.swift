@@ -27,19 +27,34 @@ struct BlobDownloader: Sendable {
         }
     }
 
+    /// Seconds a download keeps coming back to a busy server (503 + Retry-After) before
+    /// it gives up; a whole fleet downloading at once is served in turns, not failed.
+    var busyPatience: TimeInterval = 900
+
     /// One Range request, retried with backoff when the connection fails (cut, reset,
-    /// timeout); an HTTP error answer is final. Completed chunks are already on disk, so a
-    /// retry only repeats the chunk that was cut.
+    /// timeout), and after the server's Retry-After (plus jitter, so refused devices do not
+    /// return together) while it answers busy; any other HTTP error answer is final.
+    /// Completed chunks are already on disk, so a retry only repeats the chunk that was cut.
     private func fetchChunk(_ path: String, from start: Int, to end: Int) async throws -> (Data, HTTPURLResponse) {
         var attempt = 0
+        var waitedForBusyServer: TimeInterval = 0
         while true {
             do {
                 return try await client.send("GET", path, headers: ["Range": "bytes=\(start)-\(end)"])
             } catch let error as FleetClientError where error.status == nil && attempt < 5 {
                 attempt += 1
                 try await Task.sleep(for: .milliseconds(200 << attempt))
+            } catch let error as FleetClientError where error.isBusy && waitedForBusyServer < busyPatience {
+                let wait = Self.busyDelay(retryAfter: error.retryAfter)
+                waitedForBusyServer += wait
+                try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
             }
         }
+    }
+
+    /// The server's Retry-After (1–60 s; 1 s if absent) stretched by a random 0–100 %.
+    static func busyDelay(retryAfter: Int?) -> TimeInterval {
+        Double(min(60, max(1, retryAfter ?? 1))) * Double.random(in: 1...2)
     }
 
     /// Returns the verified file (still named .part; the installer renames it). A write

@@ -44,15 +44,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "On first start, also write the admin token to this file (mode 0600).")
     var adminTokenFile: String?
     @Option(help: "PEM certificate chain: serve HTTPS (with --tls-key; env BITFLEET_TLS_CERTIFICATE).")
-    var tlsCertificate: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_CERTIFICATE"]
+    var tlsCertificate: String?
     @Option(help: "PEM private key of --tls-certificate, readable by the controller only (env BITFLEET_TLS_KEY).")
-    var tlsKey: String? = ProcessInfo.processInfo.environment["BITFLEET_TLS_KEY"]
+    var tlsKey: String?
     @Option(help: "Seconds an idle keep-alive connection stays open (devices reconnect for their next heartbeat).")
     var idleTimeout: Double = 2
     @Option(help: "Days the privacy ledger keeps an entry per heartbeat before it is deleted.")
     var ledgerRetentionDays: Double = 30
     @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
     var maxConcurrentTransfers = 64
+    @Option(help: "Model blob requests that may wait for a transfer slot; more are answered 503 with Retry-After (devices come back).")
+    var maxQueuedTransfers = 64
     @Option(help: "Seconds a push waits for an agent (connect and each read) before it counts as failed.")
     var pushTimeout: Double = 5
     @Option(help: "Longest wait, in seconds, between retries of a failed push (the backoff doubles up to it).")
@@ -77,13 +79,15 @@ struct Serve: AsyncParsableCommand {
         configuration.pushInterval = 0.5
         configuration.authFailureLimit = authFailureLimit
         configuration.maxConcurrentTransfers = maxConcurrentTransfers
-        guard ledgerRetentionDays > 0, maxConcurrentTransfers > 0, idleTimeout > 0 else {
-            throw ValidationError("--ledger-retention-days, --max-concurrent-transfers and --idle-timeout must be positive")
+        configuration.maxQueuedTransfers = maxQueuedTransfers
+        guard ledgerRetentionDays > 0, maxConcurrentTransfers > 0, idleTimeout > 0, maxQueuedTransfers >= 0 else {
+            throw ValidationError("--ledger-retention-days, --max-concurrent-transfers and --idle-timeout must be positive, --max-queued-transfers not negative")
         }
         configuration.idleTimeout = idleTimeout
         configuration.ledgerRetentionDays = ledgerRetentionDays
-        configuration.tlsCertificatePath = tlsCertificate
-        configuration.tlsKeyPath = tlsKey
+        let environment = ProcessInfo.processInfo.environment
+        configuration.tlsCertificatePath = tlsCertificate ?? environment["BITFLEET_TLS_CERTIFICATE"]
+        configuration.tlsKeyPath = tlsKey ?? environment["BITFLEET_TLS_KEY"]
         guard pushTimeout > 0, pushMaxBackoff > 0, unreachablePushAttempts >= 1, (unreachableAfter ?? 1) > 0, minFreeBytes >= 0 else {
             throw ValidationError("--push-timeout, --push-max-backoff and --unreachable-after must be positive, --unreachable-push-attempts at least 1, --min-free-bytes not negative")
         }
@@ -153,7 +157,10 @@ struct Backup: AsyncParsableCommand {
 }
 
 func writeSecret(_ secret: String, to path: String) throws {
-    FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+    // Created 0600 before the secret is written, so it is never readable by others.
+    guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+    }
     try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
     try Data((secret + "\n").utf8).write(to: URL(fileURLWithPath: path))
 }

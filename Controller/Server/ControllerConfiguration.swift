@@ -25,6 +25,9 @@ public struct ControllerConfiguration: Sendable {
     public var ledgerRetentionDays: Double = 30
     /// Blob downloads streamed at the same time (each holds a chunk buffer).
     public var maxConcurrentTransfers = 64
+    /// Blob requests allowed to wait for a transfer slot; beyond that a request is answered
+    /// 503 with Retry-After at once (memory stays bounded however many devices download).
+    public var maxQueuedTransfers = 64
     /// Seconds a push may wait for the agent's answer (connect, send, each read) before it
     /// counts as failed; a black-holed agent must never hold a push forever.
     public var pushTimeout: Double = 5

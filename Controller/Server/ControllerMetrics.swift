@@ -13,24 +13,32 @@ final class ControllerMetrics: Sendable {
     let pushesDelivered: Counter
     let pushesFailed: Counter
     let heartbeatDuration: DurationHistogram
+    let blobRequestsShed: Counter
     private static let latencyBuckets: [Duration] = [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
                                                      .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
                                                      .milliseconds(500), .seconds(1), .seconds(5)]
 
     init() {
-        heartbeats = registry.makeCounter(name: "bitfleet_heartbeats_total", help: "Heartbeats received from agents")
-        pushesDelivered = registry.makeCounter(name: "bitfleet_pushes_total", labels: [("result", "delivered")],
-                                               help: "Manifest pushes to agents")
-        pushesFailed = registry.makeCounter(name: "bitfleet_pushes_total", labels: [("result", "failed")],
-                                            help: "Manifest pushes to agents")
-        heartbeatDuration = registry.makeDurationHistogram(name: "bitfleet_heartbeat_db_seconds", buckets: Self.latencyBuckets,
-                                                           help: "Database time spent on one heartbeat")
+        heartbeats = registry.makeCounter(descriptor: Self.name("heartbeats", "total", "Heartbeats received from agents"))
+        pushesDelivered = registry.makeCounter(descriptor: Self.name("pushes", "total", "Manifest pushes to agents"),
+                                               labels: [("result", "delivered")])
+        pushesFailed = registry.makeCounter(descriptor: Self.name("pushes", "total", "Manifest pushes to agents"),
+                                            labels: [("result", "failed")])
+        blobRequestsShed = registry.makeCounter(descriptor: Self.name("blob_requests_shed", "total",
+                                                                              "Blob requests answered 503 because the download queue was full"))
+        heartbeatDuration = registry.makeDurationHistogram(descriptor: Self.name("heartbeat_db", "seconds", "Database time spent on one heartbeat"),
+                                                           buckets: Self.latencyBuckets)
+    }
+
+    /// `bitfleet_<metric>_<unit>`, the names the dashboards and alerts use.
+    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "bitfleet", metricName: metric, unitName: unit, helpText: help)
     }
 
     func requestHistogram(route: String, method: String, status: Int) -> DurationHistogram {
-        registry.makeDurationHistogram(name: "bitfleet_http_request_duration_seconds",
+        registry.makeDurationHistogram(descriptor: Self.name("http_request_duration", "seconds", "HTTP request latency by route"),
                                        labels: [("route", route), ("method", method), ("status", "\(status / 100)xx")],
-                                       buckets: Self.latencyBuckets, help: "HTTP request latency by route")
+                                       buckets: Self.latencyBuckets)
     }
 
     /// The registry's metrics followed by fleet gauges computed from the store.

@@ -90,7 +90,8 @@ public enum ControllerServer {
         let service = FleetService(store: store, blobs: blobStore,
                                    signer: ManifestSigner(privateKey: try directory.signingKey()), fleetID: startup.fleetID,
                                    configuration: configuration, clock: { Date() },
-                                   transfers: TransferLimiter(permits: configuration.maxConcurrentTransfers))
+                                   transfers: TransferLimiter(permits: configuration.maxConcurrentTransfers,
+                                                              queueLimit: configuration.maxQueuedTransfers))
         let pushes = PushService(service: service, logger: logger)
         let routes = ControllerRoutes(service: service, pushes: pushes)
 
@@ -133,8 +134,10 @@ public enum ControllerServer {
         router.get("/audit", use: pages.audit)
 
         // Devices talk every few seconds at most: an idle keep-alive connection is closed
-        // after `idleTimeout` instead of holding its buffers (tens of KB) and a descriptor.
-        let http = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))))
+        // after `idleTimeout` instead of holding its buffers (tens of KB) and a descriptor,
+        // and so is one whose response says `Connection: close` (a device told to come back).
+        let http = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [CloseAfterResponseHandler()],
+                                                                idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))))
         let tls = try ControllerTLS.configuration(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath)
         let app = Application(
             router: router,

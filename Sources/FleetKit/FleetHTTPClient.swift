@@ -9,12 +9,18 @@ public struct FleetClientError: Error, CustomStringConvertible, Sendable {
     public var status: Int?
     public var code: String
     public var message: String
+    /// Seconds the server asked the client to wait (`Retry-After: N` on 503 or 429).
+    public var retryAfter: Int?
 
-    public init(status: Int?, code: String, message: String) {
+    public init(status: Int?, code: String, message: String, retryAfter: Int? = nil) {
         self.status = status
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
+
+    /// The server is alive but asked to be tried again later: not a failure of the request.
+    public var isBusy: Bool { status == 503 || status == 429 }
 
     public var description: String {
         if let status { return "HTTP \(status) \(code): \(message)" }
@@ -71,11 +77,14 @@ public final class FleetHTTPClient: @unchecked Sendable {
             throw FleetClientError(status: nil, code: "bad_response", message: "not an HTTP response")
         }
         guard (200..<300).contains(http.statusCode) || acceptStatuses.contains(http.statusCode) else {
+            let retryAfter = http.value(forHTTPHeaderField: "Retry-After").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             if let body = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
-                throw FleetClientError(status: http.statusCode, code: body.error.code, message: body.error.message)
+                throw FleetClientError(status: http.statusCode, code: body.error.code, message: body.error.message, retryAfter: retryAfter)
             }
             let text = String(decoding: data.prefix(300), as: UTF8.self)
-            throw FleetClientError(status: http.statusCode, code: "http_\(http.statusCode)", message: text.isEmpty ? HTTPURLResponse.localizedString(forStatusCode: http.statusCode) : text)
+            throw FleetClientError(status: http.statusCode, code: "http_\(http.statusCode)",
+                                   message: text.isEmpty ? HTTPURLResponse.localizedString(forStatusCode: http.statusCode) : text,
+                                   retryAfter: retryAfter)
         }
         return (data, http)
     }

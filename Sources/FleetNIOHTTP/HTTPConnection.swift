@@ -11,6 +11,8 @@ public final class HTTPConnection: @unchecked Sendable {
     public struct Response: Sendable {
         public var status: Int
         public var body: ByteBuffer
+        /// Seconds from a `Retry-After: N` header (503, 429), if the server sent one.
+        public var retryAfter: Int? = nil
     }
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
@@ -101,11 +103,13 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     private var pending: EventLoopPromise<HTTPConnection.Response>?
     private var status = 0
     private var body = ByteBuffer()
+    private var retryAfter: Int?
 
     func begin(_ promise: EventLoopPromise<HTTPConnection.Response>) -> Bool {
         guard pending == nil else { return false }
         pending = promise
         status = 0
+        retryAfter = nil
         body.clear()
         return true
     }
@@ -120,12 +124,13 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = Int(head.status.code)
+            retryAfter = head.headers.first(name: "retry-after").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         case .body(var part):
             body.writeBuffer(&part)
         case .end:
             let promise = pending
             pending = nil
-            promise?.succeed(HTTPConnection.Response(status: status, body: body))
+            promise?.succeed(HTTPConnection.Response(status: status, body: body, retryAfter: retryAfter))
         }
     }
 

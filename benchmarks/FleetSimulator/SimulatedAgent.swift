@@ -119,17 +119,22 @@ actor SimulatedAgent {
         while have < manifest.size {
             let end = min(have + chunk, manifest.size) - 1
             var attempt = 0
-            let response: HTTPConnection.Response
+            var response: HTTPConnection.Response
             while true {
                 do {
                     response = try await transfer.request(.GET, manifest.blobPath, credential: identity.credential,
                                                           headers: [("Range", "bytes=\(have)-\(end)")])
-                    break
                 } catch where attempt < 5 {
                     attempt += 1
                     stats.count("blob chunk retried")
                     try await Task.sleep(for: .milliseconds(100 << attempt))
+                    continue
                 }
+                // Busy: come back after Retry-After with jitter, as the real agent does.
+                guard response.status == 503 else { break }
+                stats.count("blob request answered busy (503), retried")
+                let wait = Double(min(60, max(1, response.retryAfter ?? 1))) * Double.random(in: 1...2)
+                try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
             }
             guard response.status == 206, response.body.readableBytes == end - have + 1 else {
                 throw HTTPConnection.Failure(description: "blob answer \(response.status) with \(response.body.readableBytes) bytes")

@@ -18,6 +18,9 @@ struct RouteSpec: Sendable {
 }
 
 struct ControllerRoutes: Sendable {
+    /// What a device refused a download slot is told to wait (it adds jitter).
+    static let busyRetrySeconds = 1
+
     let service: FleetService
     let pushes: PushService
     var rollouts: RolloutService { RolloutService(service: service, logger: pushes.logger) }
@@ -268,22 +271,25 @@ struct ControllerRoutes: Sendable {
             range = parsed
             status = .partialContent
         }
+        // Admitted before anything is read: beyond the bound the device is told to come back
+        // (its downloader honours Retry-After and resumes at the same offset) and its
+        // connection is closed, so a thousand devices starting at once hold neither a
+        // thousand suspended requests nor a thousand connections in the controller's memory.
+        guard let ticket = service.transfers.admit() else {
+            service.metrics.blobRequestsShed.increment()
+            return try JSONResponse.make(APIErrorBody(code: "busy", message: "too many downloads in progress; retry in \(Self.busyRetrySeconds) s"),
+                                         status: .serviceUnavailable,
+                                         headers: [.retryAfter: "\(Self.busyRetrySeconds)", .connection: "close"])
+        }
         // Streamed in 64 KiB chunks with backpressure, a bounded number at a time: a
         // thousand devices downloading at once cost the controller a few chunks, not a
         // blob each.
         let file = try await FileIO().loadFile(path: url.path, range: range.lowerBound...(range.upperBound - 1), context: context,
                                                chunkLength: 64 * 1024)
-        let limiter = service.transfers
         let body = ResponseBody(contentLength: range.count) { writer in
-            await limiter.acquire()
-            do {
-                let stream = file
-                try await stream.write(writer)
-                await limiter.release()
-            } catch {
-                await limiter.release()
-                throw error
-            }
+            // The ticket (captured here) is released when this body is gone, written or not.
+            await ticket.start()
+            try await file.write(writer)
         }
         var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes"]
         if status == .partialContent { headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)" }

@@ -52,9 +52,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days the privacy ledger keeps an entry per heartbeat before it is deleted.")
     var ledgerRetentionDays: Double = 30
     @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
-    var maxConcurrentTransfers = 64
+    var maxConcurrentTransfers = 32
     @Option(help: "Model blob requests that may wait for a transfer slot; more are answered 503 with Retry-After (devices come back).")
-    var maxQueuedTransfers = 64
+    var maxQueuedTransfers = 32
     @Option(help: "Seconds a push waits for an agent (connect and each read) before it counts as failed.")
     var pushTimeout: Double = 5
     @Option(help: "Longest wait, in seconds, between retries of a failed push (the backoff doubles up to it).")

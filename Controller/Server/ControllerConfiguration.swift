@@ -23,11 +23,13 @@ public struct ControllerConfiguration: Sendable {
     public var idleTimeout: Double = 2
     /// Days the privacy ledger keeps each heartbeat's entry.
     public var ledgerRetentionDays: Double = 30
-    /// Blob downloads streamed at the same time (each holds a chunk buffer).
-    public var maxConcurrentTransfers = 64
+    /// Blob downloads streamed at the same time (each holds a chunk and NIO's write buffer,
+    /// about 150 KB). 32 Raspberry Pis on Wi-Fi at 30 Mbit/s each already fill a gigabit
+    /// uplink; more slots only add memory.
+    public var maxConcurrentTransfers = 32
     /// Blob requests allowed to wait for a transfer slot; beyond that a request is answered
     /// 503 with Retry-After at once (memory stays bounded however many devices download).
-    public var maxQueuedTransfers = 64
+    public var maxQueuedTransfers = 32
     /// Seconds a push may wait for the agent's answer (connect, send, each read) before it
     /// counts as failed; a black-holed agent must never hold a push forever.
     public var pushTimeout: Double = 5

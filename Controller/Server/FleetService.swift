@@ -16,7 +16,7 @@ struct FleetService: Sendable {
     let clock: @Sendable () -> Date
     let metrics = ControllerMetrics()
     let caches = HeartbeatCaches()
-    var transfers = TransferLimiter(permits: 64, queueLimit: 64)
+    var transfers = TransferLimiter(permits: 32, queueLimit: 32)
 
     // MARK: Registry
 

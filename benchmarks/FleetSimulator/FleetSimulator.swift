@@ -27,8 +27,7 @@ struct FleetSimulator: AsyncParsableCommand {
 struct FleetOptions: ParsableArguments {
     @Option(help: "Simulated devices.") var agents = 1000
     @Option(help: "Seconds between a device's heartbeats (also passed to a started controller).") var heartbeatInterval = 5.0
-    @Option(help: "Use this controller instead of starting one (env BITFLEET_CONTROLLER_URL).") var controller: String? =
-        ProcessInfo.processInfo.environment["BITFLEET_CONTROLLER_URL"]
+    @Option(help: "Use this controller instead of starting one (env BITFLEET_CONTROLLER_URL).") var controller: String?
     @Option(help: "Admin token for --controller (env BITFLEET_ADMIN_TOKEN).") var adminToken: String?
     @Option(help: "fleet-controller binary to start (default: next to fleet-sim).") var controllerBinary: String?
     @Option(help: "Extra `serve` arguments for the started controller, space-separated, e.g. \"--max-concurrent-transfers 32\".")

@@ -185,18 +185,29 @@ final class ConnectionSlot: @unchecked Sendable {
 
     func request(_ method: HTTPMethod, _ path: String, credential: String?, headers: [(String, String)] = [],
                  body: Data? = nil) async throws -> HTTPConnection.Response {
-        if connection?.isActive != true {
-            connection = try await HTTPConnection.connect(host: link.host, port: link.port, group: link.group)
-        }
         var allHeaders = headers
         if let credential { allHeaders.append(("Authorization", "Bearer \(credential)")) }
         if body != nil { allHeaders.append(("Content-Type", "application/json")) }
+        let sendOnce = { [self] () async throws -> HTTPConnection.Response in
+            if connection?.isActive != true {
+                connection = try await HTTPConnection.connect(host: link.host, port: link.port, group: link.group)
+            }
+            do {
+                return try await connection!.request(method, path, headers: allHeaders, body: body.map { ByteBuffer(bytes: $0) })
+            } catch {
+                connection?.close()
+                connection = nil
+                throw error
+            }
+        }
+        // A kept-alive connection may be closed by the controller's idle timeout just as a
+        // request goes out; like libcurl, send such a request once more on a fresh connection
+        // (device requests are idempotent: reports and aggregates are deduplicated).
+        guard connection?.isActive == true else { return try await sendOnce() }
         do {
-            return try await connection!.request(method, path, headers: allHeaders, body: body.map { ByteBuffer(bytes: $0) })
+            return try await sendOnce()
         } catch {
-            connection?.close()
-            connection = nil
-            throw error
+            return try await sendOnce()
         }
     }
 

@@ -14,7 +14,7 @@ final class SimulatedFleet: @unchecked Sendable {
     private var pushTask: Task<Void, Error>?
 
     init(options: FleetOptions) throws {
-        if let url = options.controller {
+        if let url = options.controller ?? ProcessInfo.processInfo.environment["BITFLEET_CONTROLLER_URL"] {
             guard let token = options.adminToken ?? ProcessInfo.processInfo.environment["BITFLEET_ADMIN_TOKEN"] else {
                 throw SimulationError("--controller needs --admin-token or BITFLEET_ADMIN_TOKEN")
             }

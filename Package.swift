@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.36.0"),
     ],
     targets: [
         .target(name: "BitModel"),
@@ -46,10 +47,13 @@ let package = Package(
             name: "FleetKit",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
-        // A small HTTP/1.1 client on SwiftNIO: the controller's pushes and the fleet simulator.
+        // A small HTTP/1.1 client on SwiftNIO: the controller's pushes, the fleet simulator,
+        // and HTTPS to a controller with a private CA (agent and fleetctl `--ca-certificate`).
         .target(
             name: "FleetNIOHTTP",
             dependencies: [
+                "FleetKit",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -83,7 +87,7 @@ let package = Package(
         .target(
             name: "FleetAgent",
             dependencies: [
-                "FleetKit", "BitModel", "BitEngine",
+                "FleetKit", "BitModel", "BitEngine", "FleetNIOHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -102,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "fleetctl",
             dependencies: [
-                "BitModel", "BitEngine", "ModelImport", "FleetKit",
+                "BitModel", "BitEngine", "ModelImport", "FleetKit", "FleetNIOHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -135,7 +139,7 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 // FleetAgent: library-level agent tests (an injected clock) next to the process tests.
-                "FleetKit", "BitModel", "BitEngine", "FleetAgent", "fleet-controller", "fleet-agent", "fleetctl",
+                "FleetKit", "BitModel", "BitEngine", "FleetAgent", "FleetNIOHTTP", "fleet-controller", "fleet-agent", "fleetctl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 // Read-only PRAGMA integrity_check of a killed controller's database.
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -29,6 +29,9 @@ public struct AgentConfiguration: Sendable {
     /// Free space that must remain on the data directory's file system after a download;
     /// a deployment that would eat into it is refused ("disk full") before any byte is fetched.
     public var minFreeBytes: Int64 = 64 << 20
+    /// PEM file of the CA that issued the controller's HTTPS certificate: when set, only it
+    /// is trusted (a private CA), instead of the system's certificate store.
+    public var caCertificatePath: String?
     /// The agent's notion of now (aggregate windows, probation, retry pacing). Tests inject
     /// a simulated clock to run an agent offline for days in seconds.
     public var clock: @Sendable () -> Date = { Date() }

@@ -1,5 +1,6 @@
 import BitModel
 import FleetKit
+import FleetNIOHTTP
 import Foundation
 import Logging
 import Prometheus
@@ -24,10 +25,13 @@ public actor AgentRuntime {
     var heartbeatInterval: Double
     var pushURL: String
     private var installing = false
+    /// HTTPS trusting only `caCertificatePath`; nil: URLSession and the system store.
+    private let transport: (any HTTPTransport)?
 
     public init(configuration: AgentConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        transport = try configuration.caCertificatePath.map { try PinnedCATransport(caCertificateFile: $0) }
         files = try AgentFiles(configuration.dataDirectory)
         runner = ModelRunner(threads: configuration.threads)
         aggregates = AggregateBuffer(files: files, windowLength: configuration.aggregateWindow, maxWindows: configuration.maxBufferedWindows)
@@ -35,13 +39,15 @@ public actor AgentRuntime {
         state = try files.load(AgentState.self, from: files.stateURL) ?? AgentState()
         heartbeatInterval = configuration.heartbeatInterval ?? 30
         pushURL = configuration.advertisedURL ?? ""
-        inferences = metrics.makeCounter(name: "bitfleet_agent_inferences_total", help: "Inferences served")
-        inferenceFailures = metrics.makeCounter(name: "bitfleet_agent_inference_failures_total", help: "Inference requests that failed")
+        func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "bitfleet_agent", metricName: metric, unitName: unit, helpText: help)
+        }
+        inferences = metrics.makeCounter(descriptor: name("inferences", "total", "Inferences served"))
+        inferenceFailures = metrics.makeCounter(descriptor: name("inference_failures", "total", "Inference requests that failed"))
         inferenceLatency = metrics.makeDurationHistogram(
-            name: "bitfleet_agent_inference_seconds",
+            descriptor: name("inference", "seconds", "Model latency per inference"),
             buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
-                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250)],
-            help: "Model latency per inference")
+                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250)])
     }
 
     // MARK: Startup
@@ -92,7 +98,7 @@ public actor AgentRuntime {
     nonisolated var now: Date { configuration.clock() }
 
     var controller: FleetHTTPClient {
-        FleetHTTPClient(baseURL: configuration.controllerURL, token: identity?.credential, timeout: 10)
+        FleetHTTPClient(baseURL: configuration.controllerURL, token: identity?.credential, timeout: 10, transport: transport)
     }
 
     /// Enrolls once; the identity (credential, pinned key) is stored with mode 0600.
@@ -101,7 +107,7 @@ public actor AgentRuntime {
         guard let token = configuration.enrollToken else {
             throw FleetClientError(status: nil, code: "not_enrolled", message: "this agent is not enrolled; pass --enroll-token")
         }
-        let client = FleetHTTPClient(baseURL: configuration.controllerURL, token: nil, timeout: 10)
+        let client = FleetHTTPClient(baseURL: configuration.controllerURL, token: nil, timeout: 10, transport: transport)
         let response = try await client.json("POST", "/api/v1/enroll", body: EnrollRequest(
             token: token, name: configuration.name, labels: configuration.labels, pushURL: pushURL, agentVersion: agentVersion),
             as: EnrollResponse.self)

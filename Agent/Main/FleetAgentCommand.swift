@@ -54,6 +54,8 @@ struct Run: AsyncParsableCommand {
     var probation: Double = 60
     @Option(help: "Problems during probation (failed inferences, latency over 10x budget) that trigger a revert.")
     var probationViolations = 3
+    @Option(help: "PEM file of the private CA that issued the controller's HTTPS certificate; only it is trusted (env BITFLEET_CA_CERTIFICATE).")
+    var caCertificate: String?
     @Option(help: "Log level (trace ... error).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -82,6 +84,10 @@ struct Run: AsyncParsableCommand {
         limited.probationViolations = probationViolations
         limited.minFreeBytes = max(0, minFreeBytes)
         limited.chunkBytes = max(1024, chunkBytes)
+        limited.caCertificatePath = caCertificate ?? environment("BITFLEET_CA_CERTIFICATE")
+        if limited.caCertificatePath != nil, controllerURL.scheme != "https" {
+            throw ValidationError("--ca-certificate is for an https:// controller, got \(controller)")
+        }
         let runtime = try AgentRuntime(configuration: limited, logger: logger)
         await runtime.loadInstalledModel()
         let advertised = advertise

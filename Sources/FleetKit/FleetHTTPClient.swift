@@ -28,18 +28,27 @@ public struct FleetClientError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// Carries one request for `FleetHTTPClient` instead of URLSession (e.g. HTTPS that trusts
+/// only a private CA). Throws for transport failures; any HTTP status is a response.
+public protocol HTTPTransport: Sendable {
+    func send(_ request: URLRequest, timeout: TimeInterval) async throws -> (Data, HTTPURLResponse)
+}
+
 /// JSON over HTTP with a bearer token and timeouts on every call (URLSession, libcurl on
-/// Linux). Used by the agent against the controller and by fleetctl.
+/// Linux, unless a transport is given). Used by the agent against the controller and by fleetctl.
 public final class FleetHTTPClient: @unchecked Sendable {
     public let baseURL: URL
     public let token: String?
     public let timeout: TimeInterval
     private let session: URLSession
+    private let transport: (any HTTPTransport)?
 
-    public init(baseURL: URL, token: String?, timeout: TimeInterval = 30, delegate: URLSessionDelegate? = nil) {
+    public init(baseURL: URL, token: String?, timeout: TimeInterval = 30, delegate: URLSessionDelegate? = nil,
+                transport: (any HTTPTransport)? = nil) {
         self.baseURL = baseURL
         self.token = token
         self.timeout = timeout
+        self.transport = transport
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForResource = max(timeout * 10, 300)
@@ -69,7 +78,11 @@ public final class FleetHTTPClient: @unchecked Sendable {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await session.data(for: request)
+            if let transport {
+                (data, response) = try await transport.send(request, timeout: timeout)
+            } else {
+                (data, response) = try await session.data(for: request)
+            }
         } catch {
             throw FleetClientError(status: nil, code: "unreachable", message: "\(method) \(request.url?.absoluteString ?? path): \(describe(error))")
         }
@@ -91,7 +104,7 @@ public final class FleetHTTPClient: @unchecked Sendable {
 
     /// Transport failures in words: on Linux, URLError's own text is often just a code.
     private func describe(_ error: Error) -> String {
-        guard let error = error as? URLError else { return error.localizedDescription }
+        guard let error = error as? URLError else { return String(describing: error) }
         switch error.code {
         case .timedOut: return "timed out (no answer within \(Int(timeout)) s)"
         case .cannotConnectToHost: return "connection refused"

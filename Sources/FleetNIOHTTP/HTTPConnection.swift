@@ -2,17 +2,23 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One keep-alive HTTP/1.1 connection carrying one request at a time, on SwiftNIO. The
 /// controller pushes manifests with it (URLSession on Linux costs tens of megabytes when a
 /// whole fleet is pushed to at once) and the fleet simulator is a thousand devices with
-/// it on one event-loop thread. Plain HTTP only: TLS peers go through URLSession.
+/// it on one event-loop thread. With a TLS context it speaks HTTPS (agents and fleetctl
+/// that trust a private CA, see `PinnedCATransport`).
 public final class HTTPConnection: @unchecked Sendable {
     public struct Response: Sendable {
         public var status: Int
         public var body: ByteBuffer
+        public var headers = HTTPHeaders()
+
         /// Seconds from a `Retry-After: N` header (503, 429), if the server sent one.
-        public var retryAfter: Int? = nil
+        public var retryAfter: Int? {
+            headers.first(name: "retry-after").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        }
     }
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
@@ -32,16 +38,27 @@ public final class HTTPConnection: @unchecked Sendable {
         self.port = port
     }
 
-    public static func connect(host: String, port: Int, group: EventLoopGroup,
-                               timeout: TimeAmount = .seconds(10)) async throws -> HTTPConnection {
+    /// With `tls`, the connection is HTTPS: the server's certificate must chain to the
+    /// context's trust roots and name `host` (DNS name, or IP address in its SAN).
+    public static func connect(host: String, port: Int, group: EventLoopGroup, timeout: TimeAmount = .seconds(10),
+                               tls: NIOSSLContext? = nil) async throws -> HTTPConnection {
         let collector = ResponseCollector()
         do {
+            // SNI carries names only; for an IP address NIOSSL checks the certificate
+            // against the address it connected to.
+            let serverName = host.isIPAddress ? nil : host
             let channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
-                    channel.pipeline.addHTTPClientHandlers().flatMap { channel.pipeline.addHandler(collector) }
+                    channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                        }
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(collector)
+                    }
                 }
                 .connect(host: host, port: port).get()
             return HTTPConnection(channel: channel, collector: collector, host: host, port: port)
@@ -102,14 +119,14 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
 
     private var pending: EventLoopPromise<HTTPConnection.Response>?
     private var status = 0
+    private var headers = HTTPHeaders()
     private var body = ByteBuffer()
-    private var retryAfter: Int?
 
     func begin(_ promise: EventLoopPromise<HTTPConnection.Response>) -> Bool {
         guard pending == nil else { return false }
         pending = promise
         status = 0
-        retryAfter = nil
+        headers = HTTPHeaders()
         body.clear()
         return true
     }
@@ -124,13 +141,13 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = Int(head.status.code)
-            retryAfter = head.headers.first(name: "retry-after").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            headers = head.headers
         case .body(var part):
             body.writeBuffer(&part)
         case .end:
             let promise = pending
             pending = nil
-            promise?.succeed(HTTPConnection.Response(status: status, body: body, retryAfter: retryAfter))
+            promise?.succeed(HTTPConnection.Response(status: status, body: body, headers: headers))
         }
     }
 
@@ -142,5 +159,13 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         fail(error)
         context.close(promise: nil)
+    }
+}
+
+extension String {
+    /// An IPv4 or IPv6 literal (which TLS SNI must not carry).
+    var isIPAddress: Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return withCString { inet_pton(AF_INET, $0, &v4) == 1 || inet_pton(AF_INET6, $0, &v6) == 1 }
     }
 }

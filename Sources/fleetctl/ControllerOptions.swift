@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetKit
+import FleetNIOHTTP
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -10,6 +11,8 @@ import FoundationNetworking
 struct ControllerOptions: ParsableArguments {
     @Option(help: "Controller URL (env FLEET_CONTROLLER).") var controller: String?
     @Option(help: "Admin token (env FLEET_TOKEN).") var token: String?
+    @Option(help: "PEM file of the private CA that issued the controller's HTTPS certificate; only it is trusted (env FLEET_CA_CERTIFICATE).")
+    var caCertificate: String?
     @Flag(help: "Print JSON for scripts.") var json = false
 
     struct ConfigFile: Decodable {
@@ -28,7 +31,11 @@ struct ControllerOptions: ParsableArguments {
         guard let secret = token ?? environment["FLEET_TOKEN"] ?? file?.token, !secret.isEmpty else {
             throw ValidationError("no admin token: pass --token, set FLEET_TOKEN, or write \(configURL.path)")
         }
-        return FleetHTTPClient(baseURL: url, token: secret, timeout: timeout, delegate: delegate)
+        let transport = try (caCertificate ?? environment["FLEET_CA_CERTIFICATE"]).map { path -> PinnedCATransport in
+            guard url.scheme == "https" else { throw ValidationError("--ca-certificate is for an https:// controller, got \(address)") }
+            return try PinnedCATransport(caCertificateFile: path)
+        }
+        return FleetHTTPClient(baseURL: url, token: secret, timeout: timeout, delegate: delegate, transport: transport)
     }
 
     func emit<T: Encodable>(_ value: T, human: () -> Void) throws {

@@ -29,7 +29,7 @@ struct InspectCommand: ParsableCommand {
         let statistics = try ModelStatistics(model)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         if json {
-            try printJSON(Report(file: file, fileBytes: fileBytes ?? 0, metadata: model.metadata, statistics: statistics,
+            try printJSON(Report(file: file, fileBytes: fileBytes, metadata: model.metadata, statistics: statistics,
                                  selfTests: model.selfTests.count))
             return
         }
@@ -53,6 +53,6 @@ struct InspectCommand: ParsableCommand {
         }
         print(table(rows))
         print("")
-        print("total: \(statistics.layers.count) layers, \(formatCount(statistics.parameterBits))bits of parameters (\(formatBytes(statistics.parameterBytes))), \(formatCount(statistics.binaryMACs)) binary MACs, \(formatCount(statistics.floatMACs)) float MACs, file \(formatBytes(fileBytes ?? 0))")
+        print("total: \(statistics.layers.count) layers, \(formatCount(statistics.parameterBits))bits of parameters (\(formatBytes(statistics.parameterBytes))), \(formatCount(statistics.binaryMACs)) binary MACs, \(formatCount(statistics.floatMACs)) float MACs, file \(formatBytes(fileBytes))")
     }
 }

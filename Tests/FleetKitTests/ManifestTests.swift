@@ -62,7 +62,7 @@ struct AggregateTests {
         var a = AggregateWindow(start: t, end: t.addingTimeInterval(60), model: "m", version: "v1", classes: 3)
         var b = AggregateWindow(start: t.addingTimeInterval(60), end: t.addingTimeInterval(120), model: "m", version: "v1", classes: 3)
         for i in 0..<10 { a.record(predictedClass: i % 3, latencyMs: Double(i), confidence: 0.1 * Float(i)) }
-        for i in 0..<7 { b.record(predictedClass: 1, latencyMs: 0.2, confidence: 1) }
+        for _ in 0..<7 { b.record(predictedClass: 1, latencyMs: 0.2, confidence: 1) }
         b.errors = 2
         a.merge(b)
         #expect(a.inferences == 17 && a.errors == 2)

@@ -1,3 +1,5 @@
+import FleetKit
+import FleetNIOHTTP
 import Foundation
 import Testing
 
@@ -62,6 +64,46 @@ struct TLSTests {
         #expect(plain.status != 0 && !plain.output.contains("fleetID"), "\(plain.output)")
         let untrusted = try Self.curl(["\(base)/api/v1/health"])
         #expect(untrusted.status != 0 && untrusted.output.lowercased().contains("certificate"), "\(untrusted.output)")
+    }
+
+    @Test("an agent and fleetctl that trust only the fleet's private CA work over HTTPS; other CAs are refused")
+    func privateCA() async throws {
+        let fleet = try TestFleet()
+        defer { fleet.shutdown() }
+        let (certificate, key) = try Self.makeCertificate(in: fleet.root)
+        fleet.controllerFlags = ["--tls-certificate", certificate, "--tls-key", key]
+        try fleet.startController()
+        fleet.adminTransport = try PinnedCATransport(caCertificateFile: certificate)
+
+        // Enrollment, heartbeats, a deployment and its Range download (64 KB chunks), all over TLS.
+        try fleet.startAgent("secure", token: try await fleet.enrollmentToken(), extra: ["--ca-certificate", certificate, "--chunk-bytes", "65536"])
+        try await eventually("the agent enrolls and heartbeats over HTTPS") { try await fleet.device(named: "secure")?.status == "online" }
+        _ = try await fleet.admin.send("POST", "/api/v1/models?name=fashion&version=v1",
+                                       body: try Data(contentsOf: sampleModels.appendingPathComponent("bnn-mlp.bnn")),
+                                       contentType: "application/octet-stream")
+        let deployment = try await NetworkFaultTests.deploy(fleet, "v1")
+        try await eventually("the agent downloads and activates the model over HTTPS", timeout: 60) {
+            try await NetworkFaultTests.deployment(fleet, deployment.id).counts["active"] == 1
+        }
+
+        // fleetctl with the CA lists the device; with another CA it names the certificate problem.
+        let listed = try fleet.fleetctl(["devices", "list"], environment: ["FLEET_CA_CERTIFICATE": certificate])
+        #expect(listed.contains("secure"), "\(listed)")
+        let otherDirectory = fleet.root.appendingPathComponent("other-ca")
+        try FileManager.default.createDirectory(at: otherDirectory, withIntermediateDirectories: true)
+        let (otherCA, _) = try Self.makeCertificate(in: otherDirectory)
+        let refused = try fleet.fleetctl(["devices", "list"], expectFailure: true, environment: ["FLEET_CA_CERTIFICATE": otherCA])
+        #expect(refused.uppercased().contains("CERTIFICATE"), "\(refused)")
+        let missing = try fleet.fleetctl(["devices", "list"], expectFailure: true,
+                                         environment: ["FLEET_CA_CERTIFICATE": fleet.root.appendingPathComponent("nope.pem").path])
+        #expect(missing.contains("nope.pem"), "\(missing)")
+
+        // An agent that trusts the system store (or another CA) never enrolls with this controller.
+        try fleet.startAgent("untrusting", token: try await fleet.enrollmentToken(), extra: ["--ca-certificate", otherCA])
+        try await eventually("the untrusting agent reports the certificate failure") {
+            fleet.agents["untrusting"]!.output.contains("enrollment failed") && fleet.agents["untrusting"]!.output.uppercased().contains("CERTIFICATE")
+        }
+        #expect(try await fleet.device(named: "untrusting") == nil)
     }
 
     @Test("a certificate without its key, or an unreadable one, stops the controller with a clear error")

@@ -35,7 +35,10 @@ final class TestFleet: @unchecked Sendable {
 
     var controllerPort: Int { controllerURL.port! }
 
-    var admin: FleetHTTPClient { FleetHTTPClient(baseURL: controllerURL, token: adminToken, timeout: 10) }
+    /// How the test's admin client reaches an HTTPS controller with a test CA.
+    var adminTransport: (any HTTPTransport)?
+
+    var admin: FleetHTTPClient { FleetHTTPClient(baseURL: controllerURL, token: adminToken, timeout: 10, transport: adminTransport) }
 
     func enrollmentToken(labels: [String: String] = [:]) async throws -> String {
         try await admin.json("POST", "/api/v1/enrollment-tokens", body: EnrollmentTokenRequest(expiresInSeconds: 3600, labels: labels),
@@ -75,9 +78,10 @@ final class TestFleet: @unchecked Sendable {
 
     /// Runs fleetctl against this fleet and returns its output; throws on a non-zero exit.
     @discardableResult
-    func fleetctl(_ arguments: [String], expectFailure: Bool = false) throws -> String {
+    func fleetctl(_ arguments: [String], expectFailure: Bool = false, environment: [String: String] = [:]) throws -> String {
         let process = try TestProcess("fleetctl", arguments, name: "fleetctl-\(UUID().uuidString.prefix(6))", directory: root,
-                                      environment: ["FLEET_CONTROLLER": controllerURL.absoluteString, "FLEET_TOKEN": adminToken])
+                                      environment: ["FLEET_CONTROLLER": controllerURL.absoluteString, "FLEET_TOKEN": adminToken]
+                                        .merging(environment) { $1 })
         process.process.waitUntilExit()
         let status = process.process.terminationStatus
         if expectFailure != (status != 0) {

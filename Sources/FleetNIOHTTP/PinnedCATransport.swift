@@ -72,15 +72,23 @@ public final class PinnedCATransport: HTTPTransport {
         return (Data(response.body.readableBytesView), answer)
     }
 
+    /// A connection the server closed before the request could be written (its idle
+    /// timer runs from accept, so a slow handshake on a busy controller can lose the race)
+    /// sent nothing: that request is tried once more on another fresh connection.
     private func sendOnFreshConnection(host: String, port: Int, _ method: HTTPMethod, _ path: String, _ headers: [(String, String)],
                                        _ body: ByteBuffer?, _ timeout: TimeAmount) async throws -> (HTTPConnection.Response, HTTPConnection) {
-        let connection = try await HTTPConnection.connect(host: host, port: port, group: group, timeout: timeout, tls: context)
-        do {
-            return (try await connection.request(method, path, headers: headers, body: body, timeout: timeout), connection)
-        } catch {
-            connection.close()
-            throw error
+        for attempt in 1...2 {
+            let connection = try await HTTPConnection.connect(host: host, port: port, group: group, timeout: timeout, tls: context)
+            do {
+                return (try await connection.request(method, path, headers: headers, body: body, timeout: timeout), connection)
+            } catch ChannelError.ioOnClosedChannel where attempt == 1 {
+                connection.close()
+            } catch {
+                connection.close()
+                throw error
+            }
         }
+        throw ChannelError.ioOnClosedChannel
     }
 
     private func takeIdle(host: String, port: Int) -> HTTPConnection? {

@@ -9,10 +9,10 @@ struct FleetSimulator: AsyncParsableCommand {
         commandName: "fleet-sim",
         abstract: "Simulated devices against a real controller: the scale benchmark of docs/BENCHMARKS.md.",
         discussion: """
-        Each simulated device speaks the real agent protocol over real HTTP (enrollment,
-        heartbeats, signed manifests, Range downloads checked against the signed SHA-256,
-        deployment reports) but keeps models in memory, so one process can be a thousand
-        devices. By default a fresh `fleet-controller` next to this binary is started in a
+        Each simulated device speaks the real agent protocol over real HTTP (enrollment, \
+        heartbeats, signed manifests, Range downloads checked against the signed SHA-256, \
+        deployment reports) but keeps models in memory, so one process can be a thousand \
+        devices. By default a fresh `fleet-controller` next to this binary is started in a \
         temporary data directory and its resident memory is read from /proc.
 
         Examples:

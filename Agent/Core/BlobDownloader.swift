@@ -45,16 +45,11 @@ struct BlobDownloader: Sendable {
                 attempt += 1
                 try await Task.sleep(for: .milliseconds(200 << attempt))
             } catch let error as FleetClientError where error.isBusy && waitedForBusyServer < busyPatience {
-                let wait = Self.busyDelay(retryAfter: error.retryAfter)
+                let wait = FleetClientError.busyDelay(retryAfter: error.retryAfter)
                 waitedForBusyServer += wait
                 try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
             }
         }
-    }
-
-    /// The server's Retry-After (1–60 s; 1 s if absent) stretched by a random 0–100 %.
-    static func busyDelay(retryAfter: Int?) -> TimeInterval {
-        Double(min(60, max(1, retryAfter ?? 1))) * Double.random(in: 1...2)
     }
 
     /// Returns the verified file (still named .part; the installer renames it). A write

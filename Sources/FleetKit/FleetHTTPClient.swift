@@ -22,33 +22,29 @@ public struct FleetClientError: Error, CustomStringConvertible, Sendable {
     /// The server is alive but asked to be tried again later: not a failure of the request.
     public var isBusy: Bool { status == 503 || status == 429 }
 
+    /// How long to wait before asking a busy server again: its Retry-After (1–60 s; 1 s if
+    /// absent) stretched by a random 0–100 %, so refused clients do not all return together.
+    public static func busyDelay(retryAfter: Int?) -> TimeInterval {
+        Double(min(60, max(1, retryAfter ?? 1))) * Double.random(in: 1...2)
+    }
+
     public var description: String {
         if let status { return "HTTP \(status) \(code): \(message)" }
         return "\(code): \(message)"
     }
 }
 
-/// Carries one request for `FleetHTTPClient` instead of URLSession (e.g. HTTPS that trusts
-/// only a private CA). Throws for transport failures; any HTTP status is a response.
+/// Carries one request for `FleetHTTPClient`. Throws for transport failures; any HTTP
+/// status is a response.
 public protocol HTTPTransport: Sendable {
     func send(_ request: URLRequest, timeout: TimeInterval) async throws -> (Data, HTTPURLResponse)
 }
 
-/// JSON over HTTP with a bearer token and timeouts on every call (URLSession, libcurl on
-/// Linux, unless a transport is given). Used by the agent against the controller and by fleetctl.
-public final class FleetHTTPClient: @unchecked Sendable {
-    public let baseURL: URL
-    public let token: String?
-    public let timeout: TimeInterval
+/// The default transport: URLSession (libcurl on Linux) with the system's trust store.
+public final class URLSessionTransport: HTTPTransport, @unchecked Sendable {
     private let session: URLSession
-    private let transport: (any HTTPTransport)?
 
-    public init(baseURL: URL, token: String?, timeout: TimeInterval = 30, delegate: URLSessionDelegate? = nil,
-                transport: (any HTTPTransport)? = nil) {
-        self.baseURL = baseURL
-        self.token = token
-        self.timeout = timeout
-        self.transport = transport
+    public init(timeout: TimeInterval, delegate: URLSessionDelegate? = nil) {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForResource = max(timeout * 10, 300)
@@ -57,6 +53,30 @@ public final class FleetHTTPClient: @unchecked Sendable {
     }
 
     deinit { session.finishTasksAndInvalidate() }
+
+    public func send(_ request: URLRequest, timeout: TimeInterval) async throws -> (Data, HTTPURLResponse) {
+        let (data, response) = try await session.data(for: request)
+        guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
+        return (data, http)
+    }
+}
+
+/// JSON over HTTP with a bearer token and timeouts on every call. Used by the agent
+/// against the controller and by fleetctl; the transport is URLSession unless one is given
+/// (HTTPS that trusts only a private CA: `PinnedCATransport`).
+public final class FleetHTTPClient: @unchecked Sendable {
+    public let baseURL: URL
+    public let token: String?
+    public let timeout: TimeInterval
+    private let transport: any HTTPTransport
+
+    public init(baseURL: URL, token: String?, timeout: TimeInterval = 30, delegate: URLSessionDelegate? = nil,
+                transport: (any HTTPTransport)? = nil) {
+        self.baseURL = baseURL
+        self.token = token
+        self.timeout = timeout
+        self.transport = transport ?? URLSessionTransport(timeout: timeout, delegate: delegate)
+    }
 
     public func url(_ path: String) -> URL {
         if let absolute = URL(string: path), absolute.scheme != nil { return absolute }
@@ -76,18 +96,11 @@ public final class FleetHTTPClient: @unchecked Sendable {
         }
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let data: Data
-        let response: URLResponse
+        let http: HTTPURLResponse
         do {
-            if let transport {
-                (data, response) = try await transport.send(request, timeout: timeout)
-            } else {
-                (data, response) = try await session.data(for: request)
-            }
+            (data, http) = try await transport.send(request, timeout: timeout)
         } catch {
             throw FleetClientError(status: nil, code: "unreachable", message: "\(method) \(request.url?.absoluteString ?? path): \(describe(error))")
-        }
-        guard let http = response as? HTTPURLResponse else {
-            throw FleetClientError(status: nil, code: "bad_response", message: "not an HTTP response")
         }
         guard (200..<300).contains(http.statusCode) || acceptStatuses.contains(http.statusCode) else {
             let retryAfter = http.value(forHTTPHeaderField: "Retry-After").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }

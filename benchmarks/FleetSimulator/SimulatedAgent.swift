@@ -133,7 +133,7 @@ actor SimulatedAgent {
                 // Busy: come back after Retry-After with jitter, as the real agent does.
                 guard response.status == 503 else { break }
                 stats.count("blob request answered busy (503), retried")
-                let wait = Double(min(60, max(1, response.retryAfter ?? 1))) * Double.random(in: 1...2)
+                let wait = FleetClientError.busyDelay(retryAfter: response.retryAfter)
                 try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
             }
             guard response.status == 206, response.body.readableBytes == end - have + 1 else {

@@ -141,6 +141,9 @@ let package = Package(
                 // FleetAgent: library-level agent tests (an injected clock) next to the process tests.
                 "FleetKit", "BitModel", "BitEngine", "FleetAgent", "FleetNIOHTTP", "fleet-controller", "fleet-agent", "fleetctl",
                 .product(name: "Crypto", package: "swift-crypto"),
+                // TLS handshakes driven directly (TLSTests).
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 // Read-only PRAGMA integrity_check of a killed controller's database.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

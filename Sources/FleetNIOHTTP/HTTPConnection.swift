@@ -23,7 +23,14 @@ public final class HTTPConnection: @unchecked Sendable {
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
-        public init(description: String) { self.description = description }
+        /// The connection was already closed, without an error, when the request was to be
+        /// written: nothing was sent, so any request may be tried again on a new connection.
+        public var requestNotSent = false
+
+        public init(description: String, requestNotSent: Bool = false) {
+            self.description = description
+            self.requestNotSent = requestNotSent
+        }
     }
 
     private let channel: Channel
@@ -122,8 +129,17 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     private var headers = HTTPHeaders()
     private var body = ByteBuffer()
 
+    /// Why the connection ended while no request was waiting (a failed TLS handshake, the
+    /// server closing an idle connection): the next request fails with it instead of a
+    /// bare "I/O on closed channel".
+    private var endedWhileIdle: Error?
+
     func begin(_ promise: EventLoopPromise<HTTPConnection.Response>) -> Bool {
         guard pending == nil else { return false }
+        if let endedWhileIdle {
+            promise.fail(endedWhileIdle)
+            return true
+        }
         pending = promise
         status = 0
         headers = HTTPHeaders()
@@ -132,9 +148,12 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     }
 
     func fail(_ error: Error) {
-        let promise = pending
+        guard let promise = pending else {
+            if endedWhileIdle == nil { endedWhileIdle = error }
+            return
+        }
         pending = nil
-        promise?.fail(error)
+        promise.fail(error)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -152,7 +171,11 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        fail(HTTPConnection.Failure(description: "connection lost before the whole answer arrived"))
+        if pending == nil {
+            fail(HTTPConnection.Failure(description: "the server closed the connection", requestNotSent: true))
+        } else {
+            fail(HTTPConnection.Failure(description: "connection lost before the whole answer arrived"))
+        }
         context.fireChannelInactive()
     }
 

@@ -74,21 +74,27 @@ public final class PinnedCATransport: HTTPTransport {
 
     /// A connection the server closed before the request could be written (its idle
     /// timer runs from accept, so a slow handshake on a busy controller can lose the race)
-    /// sent nothing: that request is tried once more on another fresh connection.
+    /// sent nothing: that request is tried once more on another fresh connection. A failed
+    /// handshake (wrong CA) is reported as it is.
     private func sendOnFreshConnection(host: String, port: Int, _ method: HTTPMethod, _ path: String, _ headers: [(String, String)],
                                        _ body: ByteBuffer?, _ timeout: TimeAmount) async throws -> (HTTPConnection.Response, HTTPConnection) {
         for attempt in 1...2 {
             let connection = try await HTTPConnection.connect(host: host, port: port, group: group, timeout: timeout, tls: context)
             do {
                 return (try await connection.request(method, path, headers: headers, body: body, timeout: timeout), connection)
-            } catch ChannelError.ioOnClosedChannel where attempt == 1 {
+            } catch where attempt == 1 && Self.wasNotSent(error) {
                 connection.close()
             } catch {
                 connection.close()
                 throw error
             }
         }
-        throw ChannelError.ioOnClosedChannel
+        throw HTTPConnection.Failure(description: "the server closed two new connections before the request could be sent")
+    }
+
+    private static func wasNotSent(_ error: Error) -> Bool {
+        if case ChannelError.ioOnClosedChannel? = error as? ChannelError { return true }
+        return (error as? HTTPConnection.Failure)?.requestNotSent == true
     }
 
     private func takeIdle(host: String, port: Int) -> HTTPConnection? {

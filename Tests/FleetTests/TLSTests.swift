@@ -1,6 +1,8 @@
 import FleetKit
 import FleetNIOHTTP
 import Foundation
+import NIOPosix
+import NIOSSL
 import Testing
 
 /// The controller's optional HTTPS (HummingbirdTLS), checked with curl against a
@@ -100,6 +102,20 @@ struct TLSTests {
         let missing = try fleet.fleetctl(["devices", "list"], expectFailure: true,
                                          environment: ["FLEET_CA_CERTIFICATE": fleet.root.appendingPathComponent("nope.pem").path])
         #expect(missing.contains("nope.pem"), "\(missing)")
+
+        // A handshake that fails before any request is written still reports the certificate,
+        // not a bare "I/O on closed channel" (wait for the refused connection to close first).
+        var otherTrust = TLSConfiguration.makeClientConfiguration()
+        otherTrust.trustRoots = .file(otherCA)
+        let early = try await HTTPConnection.connect(host: "127.0.0.1", port: fleet.controllerPort, group: MultiThreadedEventLoopGroup.singleton,
+                                                     tls: try NIOSSLContext(configuration: otherTrust))
+        try await eventually("the refused TLS connection closes") { !early.isActive }
+        do {
+            _ = try await early.request(.GET, "/api/v1/health")
+            Issue.record("a request on a connection whose handshake failed succeeded")
+        } catch {
+            #expect("\(error)".uppercased().contains("CERTIFICATE"), "\(error)")
+        }
 
         // An agent that trusts the system store (or another CA) never enrolls with this controller.
         try fleet.startAgent("untrusting", token: try await fleet.enrollmentToken(), extra: ["--ca-certificate", otherCA])

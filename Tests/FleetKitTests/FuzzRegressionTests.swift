@@ -58,7 +58,7 @@ struct PrivacyFuzzRegressionTests {
         #expect(settings.isValid)
         var window = AggregateWindow(start: Date(timeIntervalSince1970: 0), end: Date(timeIntervalSince1970: 60), model: "m", version: "v", classes: 3)
         for i in 0..<20 { window.record(predictedClass: i % 3, latencyMs: Double(i), confidence: 0.5) }
-        for epsilon in [1e-300, 5e-324, 1e-12] {
+        for epsilon in [1e-300, Double.leastNonzeroMagnitude, 1e-12] {  // down to the smallest subnormal
             var mechanism = PrivacyMechanism(settings: PrivacySettings(minCount: settings.minCount, epsilon: epsilon),
                                              random: SystemRandomNumberGenerator())
             let released = mechanism.protect(window)

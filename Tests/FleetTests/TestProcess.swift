@@ -21,7 +21,7 @@ final class TestProcess: @unchecked Sendable {
     init(_ executable: String, _ arguments: [String], name: String, directory: URL, environment: [String: String] = [:]) throws {
         self.name = name
         outputURL = directory.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
         let output = try FileHandle(forWritingTo: outputURL)
         process.executableURL = productsDirectory.appendingPathComponent(executable)
         process.arguments = arguments

@@ -74,6 +74,10 @@ final class ControllerMetrics: Sendable {
             }
         }
         gauge("bitfleet_rollout_devices", "Devices per rollout stage and state (20 newest rollouts)", rolloutSamples)
+        // This process's downloads, not the fleet's: each replica admits its own.
+        let queued = service.transfers.waiting
+        gauge("bitfleet_blob_transfers", "Model downloads admitted by this controller: streaming (active) or waiting for a slot (queued)",
+              [([("state", "active")], Double(max(0, service.transfers.admitted - queued))), ([("state", "queued")], Double(queued))])
         return lines.joined(separator: "\n") + "\n"
     }
 

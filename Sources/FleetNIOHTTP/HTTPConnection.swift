@@ -90,11 +90,16 @@ public final class HTTPConnection: @unchecked Sendable {
 
     public var isActive: Bool { channel.isActive }
 
+    /// Slices share the body's storage: reporting progress copies nothing.
+    public static let progressSliceBytes = 64 * 1024
+
     public func close() { channel.close(promise: nil) }
 
     /// Sends one request and collects the whole answer; fails after `timeout`.
+    /// `bodyProgress` hears the body bytes the socket has taken so far, in slices of
+    /// `progressSliceBytes`, so a long upload can show how far it got.
     public func request(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: ByteBuffer? = nil,
-                        timeout: TimeAmount = .seconds(30)) async throws -> Response {
+                        timeout: TimeAmount = .seconds(30), bodyProgress: (@Sendable (Int) -> Void)? = nil) async throws -> Response {
         let loop = channel.eventLoop
         let promise = loop.makePromise(of: Response.self)
         var fields = HTTPHeaders([("Host", "\(host):\(port)")] + headers)
@@ -113,7 +118,19 @@ public final class HTTPConnection: @unchecked Sendable {
             }
             promise.futureResult.whenComplete { _ in timer.cancel() }
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
-            if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+            if var body {
+                if let bodyProgress {
+                    var sent = 0
+                    while body.readableBytes > 0 {
+                        let slice = body.readSlice(length: min(Self.progressSliceBytes, body.readableBytes))!
+                        sent += slice.readableBytes
+                        let total = sent
+                        channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(slice))).whenSuccess { bodyProgress(total) }
+                    }
+                } else {
+                    channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+                }
+            }
             channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenFailure { collector.fail($0) }
         }
         return try await promise.futureResult.get()

@@ -19,10 +19,14 @@ public final class PinnedCATransport: HTTPTransport {
     private let context: NIOSSLContext
     private let group: EventLoopGroup
     private let idle = Mutex<[HTTPConnection]>([])
+    private let uploadProgress: (@Sendable (Int) -> Void)?
     private static let maxIdleConnections = 4
 
     /// Fails with the file named when it is missing or holds no PEM certificate.
-    public init(caCertificateFile path: String, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+    /// `uploadProgress` hears how many bytes of each request body the socket has taken
+    /// (fleetctl's progress bar for a model push).
+    public init(caCertificateFile path: String, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                uploadProgress: (@Sendable (Int) -> Void)? = nil) throws {
         let certificates: [NIOSSLCertificate]
         do {
             certificates = try NIOSSLCertificate.fromPEMFile(path)
@@ -35,6 +39,7 @@ public final class PinnedCATransport: HTTPTransport {
         configuration.minimumTLSVersion = .tlsv12
         context = try NIOSSLContext(configuration: configuration)
         self.group = group
+        self.uploadProgress = uploadProgress
     }
 
     public func send(_ request: URLRequest, timeout: TimeInterval) async throws -> (Data, HTTPURLResponse) {
@@ -54,7 +59,7 @@ public final class PinnedCATransport: HTTPTransport {
         let connection: HTTPConnection
         if let reused {
             do {
-                response = try await reused.request(method, path, headers: headers, body: body, timeout: wait)
+                response = try await reused.request(method, path, headers: headers, body: body, timeout: wait, bodyProgress: uploadProgress)
                 connection = reused
             } catch {
                 reused.close()
@@ -81,7 +86,7 @@ public final class PinnedCATransport: HTTPTransport {
         for attempt in 1...2 {
             let connection = try await HTTPConnection.connect(host: host, port: port, group: group, timeout: timeout, tls: context)
             do {
-                return (try await connection.request(method, path, headers: headers, body: body, timeout: timeout), connection)
+                return (try await connection.request(method, path, headers: headers, body: body, timeout: timeout, bodyProgress: uploadProgress), connection)
             } catch where attempt == 1 && Self.wasNotSent(error) {
                 connection.close()
             } catch {

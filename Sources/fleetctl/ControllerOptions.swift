@@ -20,7 +20,8 @@ struct ControllerOptions: ParsableArguments {
         var token: String?
     }
 
-    func client(timeout: TimeInterval = 30, delegate: URLSessionDelegate? = nil) throws -> FleetHTTPClient {
+    /// `progress` draws the upload of a request body, whichever transport carries it.
+    func client(timeout: TimeInterval = 30, progress: UploadProgress? = nil) throws -> FleetHTTPClient {
         let environment = ProcessInfo.processInfo.environment
         let configURL = URL(fileURLWithPath: environment["FLEETCTL_CONFIG"]
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".config/bitfleet/fleetctl.json").path)
@@ -31,11 +32,13 @@ struct ControllerOptions: ParsableArguments {
         guard let secret = token ?? environment["FLEET_TOKEN"] ?? file?.token, !secret.isEmpty else {
             throw ValidationError("no admin token: pass --token, set FLEET_TOKEN, or write \(configURL.path)")
         }
+        var drawProgress: (@Sendable (Int) -> Void)?
+        if let progress { drawProgress = { sent in progress.draw(sent: sent) } }
         let transport = try (caCertificate ?? environment["FLEET_CA_CERTIFICATE"]).map { path -> PinnedCATransport in
             guard url.scheme == "https" else { throw ValidationError("--ca-certificate is for an https:// controller, got \(address)") }
-            return try PinnedCATransport(caCertificateFile: path)
+            return try PinnedCATransport(caCertificateFile: path, uploadProgress: drawProgress)
         }
-        return FleetHTTPClient(baseURL: url, token: secret, timeout: timeout, delegate: delegate, transport: transport)
+        return FleetHTTPClient(baseURL: url, token: secret, timeout: timeout, delegate: progress, transport: transport)
     }
 
     func emit<T: Encodable>(_ value: T, human: () -> Void) throws {

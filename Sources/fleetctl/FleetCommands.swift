@@ -29,7 +29,7 @@ struct PushCommand: AsyncParsableCommand {
         if let name { query.append("name=\(name.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? name)") }
         if let version { query.append("version=\(version.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? version)") }
         let progress = UploadProgress(total: data.count, enabled: !options.json && isatty(2) != 0)
-        let client = try options.client(timeout: 300, delegate: progress)
+        let client = try options.client(timeout: 300, progress: progress)
         progress.draw(sent: 0)
         let (body, _) = try await callController {
             try await client.send("POST", "/api/v1/models" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")), body: data,
@@ -44,7 +44,8 @@ struct PushCommand: AsyncParsableCommand {
     }
 }
 
-/// A progress bar on stderr, fed by URLSession's upload callbacks.
+/// A progress bar on stderr, fed by URLSession's upload callbacks or, over HTTPS with a
+/// private CA, by `PinnedCATransport`'s.
 final class UploadProgress: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
     let total: Int
     let enabled: Bool

@@ -3,6 +3,7 @@ import FleetNIOHTTP
 import Foundation
 import NIOPosix
 import NIOSSL
+import Synchronization
 import Testing
 
 /// The controller's optional HTTPS (HummingbirdTLS), checked with curl against a
@@ -83,9 +84,15 @@ struct TLSTests {
         // Enrollment, heartbeats, a deployment and its Range download (64 KB chunks), all over TLS.
         try fleet.startAgent("secure", token: try await fleet.enrollmentToken(), extra: ["--ca-certificate", certificate, "--chunk-bytes", "65536"])
         try await eventually("the agent enrolls and heartbeats over HTTPS") { try await fleet.device(named: "secure")?.status == "online" }
-        _ = try await fleet.admin.send("POST", "/api/v1/models?name=fashion&version=v1",
-                                       body: try Data(contentsOf: sampleModels.appendingPathComponent("bnn-mlp.bnn")),
-                                       contentType: "application/octet-stream")
+        // The push reports its upload as the socket takes it (fleetctl's progress bar).
+        let model = try Data(contentsOf: sampleModels.appendingPathComponent("bnn-mlp.bnn"))
+        let uploaded = Mutex<[Int]>([])
+        let pushing = try PinnedCATransport(caCertificateFile: certificate, uploadProgress: { sent in uploaded.withLock { $0.append(sent) } })
+        _ = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: fleet.adminToken, timeout: 30, transport: pushing)
+            .send("POST", "/api/v1/models?name=fashion&version=v1", body: model, contentType: "application/octet-stream")
+        let progress = uploaded.withLock { $0 }
+        #expect(progress.count == (model.count + HTTPConnection.progressSliceBytes - 1) / HTTPConnection.progressSliceBytes
+                && progress == progress.sorted() && progress.last == model.count, "upload progress \(progress) of \(model.count) bytes")
         let deployment = try await NetworkFaultTests.deploy(fleet, "v1")
         try await eventually("the agent downloads and activates the model over HTTPS", timeout: 60) {
             try await NetworkFaultTests.deployment(fleet, deployment.id).counts["active"] == 1

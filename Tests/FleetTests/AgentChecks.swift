@@ -39,6 +39,28 @@ extension TestFleet {
         throw TestFailure("agent \(name) kept switching models while its files were checked")
     }
 
+    /// Waits until every device reports `version` as its active model. A timeout names each
+    /// device's state and shows the last lines of the agents that lag, so a failure in CI
+    /// explains itself.
+    func waitUntilEveryDeviceRuns(_ version: String, timeout: TimeInterval = 60) async throws {
+        do {
+            try await eventually("every device runs \(version)", timeout: timeout) {
+                try await devices().allSatisfy { $0.activeModel?.version == version }
+            }
+        } catch {
+            var report = "\(error)"
+            for device in (try? await devices()) ?? [] {
+                report += "\n\(device.name): \(device.status), runs \(device.activeModel?.version ?? "nothing"), "
+                    + "desired sequence \(device.desiredSequence.map(String.init) ?? "none"), "
+                    + "\(device.deploymentState.map { "\($0)" } ?? "no deployment")\(device.deploymentReason.map { " (\($0))" } ?? "")"
+                if device.activeModel?.version != version, let agent = agents[device.name] {
+                    report += "\n  " + agent.output.split(separator: "\n").suffix(15).joined(separator: "\n  ")
+                }
+            }
+            throw TestFailure(report)
+        }
+    }
+
     /// Uploads a model through the admin API.
     func uploadModel(_ model: Model, name: String) async throws -> ModelVersionInfo {
         let (data, _) = try await admin.send("POST", "/api/v1/models?name=\(name)", body: try ModelWriter.data(for: model),

@@ -132,7 +132,7 @@ struct ControllerCrashTests {
                                                body: DeploymentRequest(model: "fashion", version: "v1", target: DeploymentTarget()),
                                                as: DeploymentInfo.self)
         acknowledged.deployments.insert(first.id)
-        try await eventually("every device runs v1", timeout: 60) { try await fleet.devices().allSatisfy { $0.activeModel?.version == "v1" } }
+        try await fleet.waitUntilEveryDeviceRuns("v1")
 
         // Rollouts alternate between v2 and v1 so that every kill lands in a running one.
         var version = "v2"
@@ -155,9 +155,7 @@ struct ControllerCrashTests {
             if state == .completed {
                 acknowledged.rollouts[current.id] = .completed
                 completed += 1
-                try await eventually("every device runs \(version)", timeout: 60) {
-                    try await fleet.devices().allSatisfy { $0.activeModel?.version == version }
-                }
+                try await fleet.waitUntilEveryDeviceRuns(version)
                 version = version == "v2" ? "v1" : "v2"
                 current = try await startRollout()
             }
@@ -167,9 +165,7 @@ struct ControllerCrashTests {
             try await fleet.admin.json("GET", "/api/v1/rollouts/\(last)", as: RolloutInfo.self).state == .completed
         }
         completed += 1
-        try await eventually("every device converges to \(version)", timeout: 60) {
-            try await fleet.devices().allSatisfy { $0.activeModel?.version == version }
-        }
+        try await fleet.waitUntilEveryDeviceRuns(version)
         acknowledged.rollouts[last] = .completed
         try await Self.verify(fleet, acknowledged, after: kills)
         print("controller crash during rollouts: \(kills) kills across \(completed) completed rollouts, "

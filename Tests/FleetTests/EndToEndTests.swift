@@ -205,7 +205,7 @@ struct EndToEndTests {
 
         try fleet.fleetctl(["model", "push", sampleModels.appendingPathComponent("bnn-mlp.bnn").path, "--name", "fashion"])
         try fleet.fleetctl(["deploy", "model", "v2", "--wait", "--timeout", "60s"])
-        try await eventually("every device runs v2") { try await fleet.devices().allSatisfy { $0.activeModel?.version == "v2" } }
+        try await fleet.waitUntilEveryDeviceRuns("v2")
         for name in ["k1", "k2"] {
             let identity = try JSONSerialization.jsonObject(with: Data(contentsOf: fleet.agentDataDirectory(name).appendingPathComponent("identity.json"))) as! [String: Any]
             #expect(identity["publicKey"] as? String == newKey)

@@ -68,7 +68,7 @@ struct RolloutTests {
         fleet.controller!.kill9()
         try fleet.startController(port: port)
         try await eventually("the resumed rollout completes", timeout: 60) { try await rollout(fleet, healthy.id).state == .completed }
-        try await eventually("all ten devices run v2") { try await fleet.devices().allSatisfy { $0.activeModel?.version == "v2" } }
+        try await fleet.waitUntilEveryDeviceRuns("v2")
 
         // An agent killed (SIGKILL) right as a deployment reaches it restarts on a valid
         // model and converges.
@@ -134,7 +134,7 @@ struct ShadowTests {
         try await feed()
         try await eventually("the rollout is promoted") { try await rollout(fleet, lenient.id).state == .completed }
         #expect(try await rollout(fleet, lenient.id).promotionDeploymentID != nil)
-        try await eventually("every device runs v2") { try await fleet.devices().allSatisfy { $0.activeModel?.version == "v2" } }
+        try await fleet.waitUntilEveryDeviceRuns("v2")
     }
 }
 

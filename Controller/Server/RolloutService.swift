@@ -38,17 +38,16 @@ struct RolloutService: Sendable {
                 throw APIError(.badRequest, "invalid_shadow_gate", "minAgreement must be in 0...1 and minSamples >= 1")
             }
         }
-        let deployment = try await store.createDeployment(modelID: model.id!, target: request.target, deviceIDs: firstStage,
-                                                          createdBy: createdBy, now: now, shadow: request.shadow != nil)
         let encoder = FleetJSON.encoder
-        let rollout = try await store.insertRollout(RolloutRecord(
-            id: nil, deploymentID: deployment.id!, stagesJSON: String(decoding: try encoder.encode(request.stages), as: UTF8.self),
+        let rollout = try await store.createRollout(RolloutRecord(
+            id: nil, deploymentID: 0, stagesJSON: String(decoding: try encoder.encode(request.stages), as: UTF8.self),
             targetDevicesJSON: String(decoding: try encoder.encode(targets.map(\.id)), as: UTF8.self), currentStage: 0,
             state: RolloutState.running.rawValue, reason: nil, soakSeconds: request.soakSeconds,
             maxFailureFraction: request.maxFailureFraction, minDevices: request.minDevices, autoRollback: request.autoRollback,
             previousModelID: previous, rollbackDeploymentID: nil, stageStartedAt: now,
             createdAt: now, updatedAt: now, createdBy: createdBy,
-            shadowGateJSON: try request.shadow.map { String(decoding: try encoder.encode($0), as: UTF8.self) }, promotionDeploymentID: nil))
+            shadowGateJSON: try request.shadow.map { String(decoding: try encoder.encode($0), as: UTF8.self) }, promotionDeploymentID: nil),
+            modelID: model.id!, target: request.target, firstStage: firstStage, createdBy: createdBy, now: now, shadow: request.shadow != nil)
         return try await info(rollout)
     }
 
@@ -85,12 +84,27 @@ struct RolloutService: Sendable {
         let finished = failed + active
         let needed = min(rollout.minDevices, stageDevices.count)
         if finished > 0, finished >= needed, Double(failed) / Double(finished) > rollout.maxFailureFraction {
+            let why = "stage \(rollout.currentStage + 1) (\(Int(stages[rollout.currentStage]))%): \(failed) of \(finished) finished devices failed, above the \(Int(rollout.maxFailureFraction * 100))% threshold"
+            logger.warning("rollout \(rollout.id!) halted: \(why)")
+            // Halt and automatic rollback are one change, so a crash cannot leave a halted
+            // rollout whose devices keep the failing version.
+            if rollout.autoRollback, rollout.previousModelID != nil {
+                rollout.reason = why
+                _ = try await rollBack(rollout, reason: "automatic rollback after halt", expectedState: record.state, expectedStage: record.currentStage)
+                return
+            }
             rollout.state = RolloutState.halted.rawValue
-            rollout.reason = "stage \(rollout.currentStage + 1) (\(Int(stages[rollout.currentStage]))%): \(failed) of \(finished) finished devices failed, above the \(Int(rollout.maxFailureFraction * 100))% threshold"
+            rollout.reason = why
             rollout.updatedAt = now
-            guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
-            logger.warning("rollout \(rollout.id!) halted: \(rollout.reason!)")
-            if rollout.autoRollback { _ = try await rollBack(rollout, reason: "automatic rollback after halt") }
+            _ = try await store.transitionRollout(rollout, expectedState: record.state, expectedStage: record.currentStage, change: nil, now: now)
+            return
+        }
+        // Stage devices without a row: left by a controller that stopped between a stage
+        // advance and its extension before both became one transaction. They join now.
+        let missing = stageDevices.filter { rows[$0] == nil }
+        if !missing.isEmpty {
+            try await store.extendDeployment(id: rollout.deploymentID, deviceIDs: missing, now: now)
+            logger.warning("rollout \(rollout.id!): \(missing.count) devices of reached stages had no deployment; added")
             return
         }
         let successShare = stageDevices.isEmpty ? 1 : Double(active) / Double(stageDevices.count)
@@ -102,7 +116,8 @@ struct RolloutService: Sendable {
                 rollout.state = RolloutState.halted.rawValue
                 rollout.reason = "shadow agreement \(String(format: "%.1f", agreement * 100))% over \(summary.samples) samples is below the required \(String(format: "%.1f", gate.minAgreement * 100))%"
                 rollout.updatedAt = now
-                guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
+                guard try await store.transitionRollout(rollout, expectedState: record.state, expectedStage: record.currentStage,
+                                                        change: nil, now: now) != nil else { return }
                 logger.warning("rollout \(rollout.id!) halted: \(rollout.reason!)")
                 return
             }
@@ -113,26 +128,25 @@ struct RolloutService: Sendable {
             rollout.state = RolloutState.completed.rawValue
             rollout.reason = nil
             rollout.updatedAt = now
-            if rollout.shadowGate != nil { rollout.reason = "promoted after shadow evaluation" }
-            // Claim the transition first; only the winner creates the promotion.
-            guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
-            if rollout.shadowGate != nil {
-                // Promotion: the evaluated version becomes the active one everywhere.
-                let shadowDeployment = try await store.deployment(id: rollout.deploymentID)
-                let promotion = try await store.createDeployment(modelID: shadowDeployment!.modelID, target: DeploymentTarget(devices: rollout.targetDevices),
-                                                                 deviceIDs: rollout.targetDevices, createdBy: "rollout \(rollout.id!)", now: now, shadow: false)
-                rollout.promotionDeploymentID = promotion.id
-                _ = try await store.updateRollout(rollout, expectedState: rollout.state, expectedStage: rollout.currentStage)
+            // Promotion: after a shadow evaluation the evaluated version becomes the active one
+            // everywhere, in the same transaction as the completion (only the winner of a race
+            // creates it).
+            var promotion: RolloutDeploymentChange?
+            if rollout.shadowGate != nil, let shadowDeployment = try await store.deployment(id: rollout.deploymentID) {
+                rollout.reason = "promoted after shadow evaluation"
+                promotion = .promote(modelID: shadowDeployment.modelID, createdBy: "rollout \(rollout.id!)")
             }
+            _ = try await store.transitionRollout(rollout, expectedState: record.state, expectedStage: record.currentStage,
+                                                  change: promotion, now: now)
         } else {
             rollout.currentStage += 1
             rollout.stageStartedAt = now
             rollout.updatedAt = now
-            // Claim the advance first, so a concurrent pause, abort or rollback wins and no
-            // device of the next stage gets the version.
-            guard try await store.updateRollout(rollout, expectedState: record.state, expectedStage: record.currentStage) else { return }
+            // The advance and the next stage's devices are one change: a concurrent pause, abort
+            // or rollback that commits first wins and no device of the next stage gets the version.
             let next = rollout.targetDevices.filter { RolloutPlan.stage(of: $0, stages: stages) == rollout.currentStage }
-            try await store.extendDeployment(id: rollout.deploymentID, deviceIDs: next, now: now)
+            guard try await store.transitionRollout(rollout, expectedState: record.state, expectedStage: record.currentStage,
+                                                    change: .extend(deviceIDs: next), now: now) != nil else { return }
             logger.info("rollout \(rollout.id!) advanced to stage \(rollout.currentStage + 1) (\(next.count) more devices)")
         }
     }
@@ -151,15 +165,19 @@ struct RolloutService: Sendable {
         rollout.state = to.rawValue
         if to == .running { rollout.stageStartedAt = service.clock(); rollout.reason = nil }
         rollout.updatedAt = service.clock()
-        guard try await store.updateRollout(rollout, expectedState: expectedState, expectedStage: expectedStage) else {
+        guard let stored = try await store.transitionRollout(rollout, expectedState: expectedState, expectedStage: expectedStage,
+                                                             change: nil, now: service.clock()) else {
             throw APIError(.conflict, "concurrent_change", "rollout \(id) changed meanwhile; look again and retry")
         }
-        return try await info(rollout)
+        return try await info(stored)
     }
 
     /// Deploys the previous version (new manifest, higher sequence) to every device the
     /// rollout reached.
-    func rollBack(_ record: RolloutRecord, reason: String) async throws -> RolloutInfo {
+    /// `record` is the rollout as it should be stored apart from the rollback itself;
+    /// `expectedState`/`expectedStage` are what the store must still hold (by default the
+    /// record's own), so a concurrent change wins or loses as a whole.
+    func rollBack(_ record: RolloutRecord, reason: String, expectedState: String? = nil, expectedStage: Int? = nil) async throws -> RolloutInfo {
         var rollout = record
         guard rollout.state != RolloutState.rolledBack.rawValue else {
             throw APIError(.conflict, "invalid_transition", "rollout \(rollout.id!) is already rolled back")
@@ -167,23 +185,17 @@ struct RolloutService: Sendable {
         guard let previous = rollout.previousModelID else {
             throw APIError(.conflict, "no_previous_version", "there is no earlier version to roll back to")
         }
-        // Claim the rollback first so no concurrent evaluation advances the rollout.
-        let expectedState = rollout.state, expectedStage = rollout.currentStage
         rollout.state = RolloutState.rolledBack.rawValue
+        rollout.reason = [rollout.reason, reason].compactMap { $0 }.joined(separator: "; ")
         rollout.updatedAt = service.clock()
-        guard try await store.updateRollout(rollout, expectedState: expectedState, expectedStage: expectedStage) else {
+        guard let stored = try await store.transitionRollout(rollout, expectedState: expectedState ?? record.state,
+                                                             expectedStage: expectedStage ?? record.currentStage,
+                                                             change: .rollBack(modelID: previous, createdBy: "rollout \(rollout.id!)"),
+                                                             now: service.clock()) else {
             throw APIError(.conflict, "concurrent_change", "rollout \(rollout.id!) changed meanwhile; look again and retry")
         }
-        let reached = try await store.deviceDeployments(deploymentID: rollout.deploymentID).map(\.deviceID)
-        if !reached.isEmpty {
-            let deployment = try await store.createDeployment(modelID: previous, target: DeploymentTarget(devices: reached),
-                                                              deviceIDs: reached, createdBy: "rollout \(rollout.id!)", now: service.clock(), shadow: false)
-            rollout.rollbackDeploymentID = deployment.id
-        }
-        rollout.reason = [rollout.reason, reason].compactMap { $0 }.joined(separator: "; ")
-        _ = try await store.updateRollout(rollout, expectedState: rollout.state, expectedStage: rollout.currentStage)
         logger.warning("rollout \(rollout.id!) rolled back: \(reason)")
-        return try await info(rollout)
+        return try await info(stored)
     }
 
     func rollBack(_ id: Int64) async throws -> RolloutInfo {

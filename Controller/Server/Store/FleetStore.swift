@@ -34,12 +34,18 @@ protocol FleetStore: Sendable {
     func shadowStats(deploymentID: Int64) async throws -> [ShadowStatRecord]
     /// Adds devices to an existing deployment (a rollout's next stage).
     func extendDeployment(id: Int64, deviceIDs: [String], now: Date) async throws
-    func insertRollout(_ rollout: RolloutRecord) async throws -> RolloutRecord
+    /// Inserts `rollout` with its deployment of `modelID` to `firstStage`, in one transaction.
+    func createRollout(_ rollout: RolloutRecord, modelID: Int64, target: DeploymentTarget, firstStage: [String], createdBy: String,
+                       now: Date, shadow: Bool) async throws -> RolloutRecord
     func rollouts() async throws -> [RolloutRecord]
     func rollout(id: Int64) async throws -> RolloutRecord?
     /// Writes the rollout only if its state and stage are still `expected...` (another
     /// evaluation or an operator may have changed it meanwhile); false if it was not written.
-    func updateRollout(_ rollout: RolloutRecord, expectedState: String, expectedStage: Int) async throws -> Bool
+    /// Stores `rollout` and applies `change`, in one transaction, if the stored rollout is
+    /// still in `expectedState` at `expectedStage`; returns the stored rollout (with the id
+    /// of a deployment the change created), or nil when another change came first.
+    func transitionRollout(_ rollout: RolloutRecord, expectedState: String, expectedStage: Int, change: RolloutDeploymentChange?,
+                           now: Date) async throws -> RolloutRecord?
 
     func deployments() async throws -> [DeploymentRecord]
     func deployment(id: Int64) async throws -> DeploymentRecord?
@@ -104,4 +110,14 @@ enum StoreError: Error, CustomStringConvertible {
         case .conflict(let message), .notFound(let message): return message
         }
     }
+}
+
+/// The deployment a rollout change brings with it.
+enum RolloutDeploymentChange: Sendable {
+    /// The devices of the stage just entered join the rollout's deployment.
+    case extend(deviceIDs: [String])
+    /// A new deployment of `modelID` to every device the rollout reached (`rollbackDeploymentID`).
+    case rollBack(modelID: Int64, createdBy: String)
+    /// A new regular deployment of the shadow-evaluated `modelID` to every target (`promotionDeploymentID`).
+    case promote(modelID: Int64, createdBy: String)
 }

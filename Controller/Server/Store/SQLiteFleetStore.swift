@@ -169,42 +169,43 @@ final class SQLiteFleetStore: FleetStore {
 
     func createDeployment(modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String, now: Date,
                           shadow: Bool) async throws -> DeploymentRecord {
-        let targetJSON = String(decoding: try FleetJSON.encoder.encode(target), as: UTF8.self)
-        return try await database.write { db in
-            let sequence = (try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM deployment") ?? 0) + 1
-            var deployment = DeploymentRecord(id: nil, sequence: sequence, modelID: modelID, targetJSON: targetJSON,
-                                              createdAt: now, createdBy: createdBy, shadow: shadow)
-            try deployment.insert(db)
-            let id = deployment.id!
-            for deviceID in deviceIDs {
-                try DeviceDeploymentRecord(deploymentID: id, deviceID: deviceID, state: DeploymentState.pending.rawValue, reason: nil,
-                                           updatedAt: now, pushAttempts: 0, nextPushAt: now).insert(db)
-                try db.execute(sql: "UPDATE device SET desiredDeploymentID = ? WHERE id = ?", arguments: [id, deviceID])
-            }
-            return deployment
+        try await database.write { db in
+            try Self.insertDeployment(db, modelID: modelID, target: target, deviceIDs: deviceIDs, createdBy: createdBy, now: now, shadow: shadow)
         }
+    }
+
+    /// A new deployment with the next sequence, and every device pointed at it.
+    static func insertDeployment(_ db: Database, modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String,
+                                 now: Date, shadow: Bool) throws -> DeploymentRecord {
+        let targetJSON = String(decoding: try FleetJSON.encoder.encode(target), as: UTF8.self)
+        let sequence = (try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM deployment") ?? 0) + 1
+        var deployment = DeploymentRecord(id: nil, sequence: sequence, modelID: modelID, targetJSON: targetJSON,
+                                          createdAt: now, createdBy: createdBy, shadow: shadow)
+        try deployment.insert(db)
+        let id = deployment.id!
+        for deviceID in deviceIDs {
+            try DeviceDeploymentRecord(deploymentID: id, deviceID: deviceID, state: DeploymentState.pending.rawValue, reason: nil,
+                                       updatedAt: now, pushAttempts: 0, nextPushAt: now).insert(db)
+            try db.execute(sql: "UPDATE device SET desiredDeploymentID = ? WHERE id = ?", arguments: [id, deviceID])
+        }
+        return deployment
     }
 
     func extendDeployment(id: Int64, deviceIDs: [String], now: Date) async throws {
-        try await database.write { db in
-            for deviceID in deviceIDs {
-                if try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": id, "deviceID": deviceID]) != nil { continue }
-                try DeviceDeploymentRecord(deploymentID: id, deviceID: deviceID, state: DeploymentState.pending.rawValue, reason: nil,
-                                           updatedAt: now, pushAttempts: 0, nextPushAt: now).insert(db)
-                // Never point a device back at an older deployment than the one it wants now.
-                try db.execute(sql: """
-                    UPDATE device SET desiredDeploymentID = ? WHERE id = ? AND (desiredDeploymentID IS NULL OR
-                      (SELECT sequence FROM deployment WHERE id = desiredDeploymentID) < (SELECT sequence FROM deployment WHERE id = ?))
-                    """, arguments: [id, deviceID, id])
-            }
-        }
+        try await database.write { db in try Self.extendDeployment(db, id: id, deviceIDs: deviceIDs, now: now) }
     }
 
-    func insertRollout(_ rollout: RolloutRecord) async throws -> RolloutRecord {
-        try await database.write { db in
-            var record = rollout
-            try record.insert(db)
-            return record
+    /// Adds devices to a deployment (those already in it are left as they are).
+    static func extendDeployment(_ db: Database, id: Int64, deviceIDs: [String], now: Date) throws {
+        for deviceID in deviceIDs {
+            if try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": id, "deviceID": deviceID]) != nil { continue }
+            try DeviceDeploymentRecord(deploymentID: id, deviceID: deviceID, state: DeploymentState.pending.rawValue, reason: nil,
+                                       updatedAt: now, pushAttempts: 0, nextPushAt: now).insert(db)
+            // Never point a device back at an older deployment than the one it wants now.
+            try db.execute(sql: """
+                UPDATE device SET desiredDeploymentID = ? WHERE id = ? AND (desiredDeploymentID IS NULL OR
+                  (SELECT sequence FROM deployment WHERE id = desiredDeploymentID) < (SELECT sequence FROM deployment WHERE id = ?))
+                """, arguments: [id, deviceID, id])
         }
     }
 
@@ -214,15 +215,6 @@ final class SQLiteFleetStore: FleetStore {
 
     func rollout(id: Int64) async throws -> RolloutRecord? {
         try await database.read { db in try RolloutRecord.fetchOne(db, key: id) }
-    }
-
-    func updateRollout(_ rollout: RolloutRecord, expectedState: String, expectedStage: Int) async throws -> Bool {
-        try await database.write { db in
-            guard let current = try RolloutRecord.fetchOne(db, key: rollout.id),
-                  current.state == expectedState, current.currentStage == expectedStage else { return false }
-            try rollout.update(db)
-            return true
-        }
     }
 
     func deployments() async throws -> [DeploymentRecord] {

@@ -84,19 +84,22 @@ struct RolloutService: Sendable {
         let finished = failed + active
         let needed = min(rollout.minDevices, stageDevices.count)
         if finished > 0, finished >= needed, Double(failed) / Double(finished) > rollout.maxFailureFraction {
-            let why = "stage \(rollout.currentStage + 1) (\(Int(stages[rollout.currentStage]))%): \(failed) of \(finished) finished devices failed, above the \(Int(rollout.maxFailureFraction * 100))% threshold"
-            logger.warning("rollout \(rollout.id!) halted: \(why)")
+            rollout.reason = "stage \(rollout.currentStage + 1) (\(Int(stages[rollout.currentStage]))%): \(failed) of \(finished) finished devices failed, above the \(Int(rollout.maxFailureFraction * 100))% threshold"
             // Halt and automatic rollback are one change, so a crash cannot leave a halted
             // rollout whose devices keep the failing version.
             if rollout.autoRollback, rollout.previousModelID != nil {
-                rollout.reason = why
-                _ = try await rollBack(rollout, reason: "automatic rollback after halt", expectedState: record.state, expectedStage: record.currentStage)
+                do {
+                    _ = try await rollBack(rollout, reason: "automatic rollback after halt", expectedState: record.state, expectedStage: record.currentStage)
+                } catch let error as APIError where error.code == "concurrent_change" {
+                    return  // an operator's change came first
+                }
                 return
             }
             rollout.state = RolloutState.halted.rawValue
-            rollout.reason = why
             rollout.updatedAt = now
-            _ = try await store.transitionRollout(rollout, expectedState: record.state, expectedStage: record.currentStage, change: nil, now: now)
+            guard try await store.transitionRollout(rollout, expectedState: record.state, expectedStage: record.currentStage,
+                                                    change: nil, now: now) != nil else { return }
+            logger.warning("rollout \(rollout.id!) halted: \(rollout.reason!)")
             return
         }
         // Stage devices without a row: left by a controller that stopped between a stage
@@ -194,7 +197,7 @@ struct RolloutService: Sendable {
                                                              now: service.clock()) else {
             throw APIError(.conflict, "concurrent_change", "rollout \(rollout.id!) changed meanwhile; look again and retry")
         }
-        logger.warning("rollout \(rollout.id!) rolled back: \(reason)")
+        logger.warning("rollout \(rollout.id!) rolled back: \(stored.reason ?? reason)")
         return try await info(stored)
     }
 

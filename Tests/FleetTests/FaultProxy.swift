@@ -20,6 +20,10 @@ final class FaultProxy: @unchecked Sendable {
 
     struct Counters: Sendable {
         var connections = 0, dropped = 0, cut = 0, blackHoled = 0
+        /// Bytes forwarded from clients to the server.
+        var uploaded = 0
+        /// Whether a client's bytes are being held back (see `holdUploads(after:)`).
+        var holdingUpload = false
     }
 
     let port: Int
@@ -33,6 +37,7 @@ final class FaultProxy: @unchecked Sendable {
     private var _counters = Counters()
     private var settings: (drop: Double, cutEvery: Int, cutAfter: Int, delay: TimeInterval)
     private var crossings = 0
+    private var holdUploadsAt: Int?
     let chunkSize: Int
 
     init(upstreamPort: Int, seed: UInt64, dropProbability: Double = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0,
@@ -80,6 +85,27 @@ final class FaultProxy: @unchecked Sendable {
     }
 
     var counters: Counters { locked { _counters } }
+
+    /// Stops forwarding client bytes to the server once `bytes` more have gone through,
+    /// until `releaseUploads()`: a test can act while an upload is certainly half way,
+    /// however slowly its own tasks are scheduled.
+    func holdUploads(after bytes: Int) {
+        locked { holdUploadsAt = _counters.uploaded + bytes }
+    }
+
+    func releaseUploads() {
+        locked { holdUploadsAt = nil; _counters.holdingUpload = false }
+    }
+
+    private func waitWhileUploadsHeld() {
+        while locked({ () -> Bool in
+            guard let limit = holdUploadsAt, _counters.uploaded >= limit, !stopped else { return false }
+            _counters.holdingUpload = true
+            return true
+        }) {
+            usleep(5_000)
+        }
+    }
 
     /// Changes the random faults; live connections keep the ones they were given.
     func setFaults(dropProbability: Double = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0, chunkDelay: TimeInterval = 0) {
@@ -166,8 +192,8 @@ final class FaultProxy: @unchecked Sendable {
             let pair = ConnectionPair(client: client, upstream: upstream) { [self] in
                 locked { _ = live.remove(client); _ = live.remove(upstream) }
             }
-            Thread { [self] in pump(from: client, to: upstream, cutAfter: nil, delay: plan.delay, pair: pair) }.start()
-            Thread { [self] in pump(from: upstream, to: client, cutAfter: plan.cutAfter, delay: plan.delay, pair: pair) }.start()
+            Thread { [self] in pump(from: client, to: upstream, cutAfter: nil, delay: plan.delay, pair: pair, towardServer: true) }.start()
+            Thread { [self] in pump(from: upstream, to: client, cutAfter: plan.cutAfter, delay: plan.delay, pair: pair, towardServer: false) }.start()
         }
     }
 
@@ -179,7 +205,7 @@ final class FaultProxy: @unchecked Sendable {
         }
     }
 
-    private func pump(from source: Int32, to destination: Int32, cutAfter: Int?, delay: TimeInterval, pair: ConnectionPair) {
+    private func pump(from source: Int32, to destination: Int32, cutAfter: Int?, delay: TimeInterval, pair: ConnectionPair, towardServer: Bool) {
         var cutAfter = cutAfter
         defer { pair.finished() }
         var buffer = [UInt8](repeating: 0, count: chunkSize)
@@ -188,6 +214,7 @@ final class FaultProxy: @unchecked Sendable {
             var count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
             if delay > 0 { usleep(useconds_t(delay * 1_000_000)) }
+            if towardServer { waitWhileUploadsHeld() }
             var cutting = false
             if let limit = cutAfter, forwarded + count > limit {
                 if cutsAtCrossing() {
@@ -205,6 +232,7 @@ final class FaultProxy: @unchecked Sendable {
                 offset += written
             }
             forwarded += offset
+            if towardServer { locked { _counters.uploaded += offset } }
             if cutting {
                 locked { _counters.cut += 1 }
                 shutdown(destination, Int32(SHUT_RDWR))

@@ -82,11 +82,12 @@ struct FullDiskTests {
         guard case .success(let v1) = try await Self.upload(fleet, cnn, version: "v1") else { throw TestFailure("v1 must fit") }
         try fleet.fleetctl(["deploy", "model", "v1", "--wait", "--timeout", "60s"])
 
-        // A 2 MB upload, paced through a proxy, passes the free-space check when it starts;
-        // while it transfers the disk fills up to 1 MB free, so its blob write hits ENOSPC.
+        // A 2 MB upload through a proxy passes the free-space check when it starts; while
+        // it transfers the disk fills up to 1 MB free, so it is refused when stored.
         let large = LargeModel(floats: 512 * 1024)
         let proxy = try FaultProxy(upstreamPort: fleet.controllerPort, seed: 1, chunkDelay: 0.01)
         defer { proxy.stop() }
+        proxy.holdUploads(after: 256 * 1024)
         let slow = FleetHTTPClient(baseURL: proxy.url, token: fleet.adminToken, timeout: 30)
         let body = try large.data(tag: "too late")
         let upload = Task { () -> FleetClientError? in
@@ -97,9 +98,13 @@ struct FullDiskTests {
                 return error
             }
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // The proxy holds the body after 256 KB (the upload has passed the free-space check
+        // at its start) until the disk is full, so the order does not depend on how fast
+        // this test's tasks are scheduled in a busy run.
+        try await eventually("the upload is held half way") { proxy.counters.holdingUpload }
         let filler = mountPoint.appendingPathComponent("filler")
         fillDisk(filler.path, leaving: 1 << 20)
+        proxy.releaseUploads()
         let refusal = try #require(try await upload.value, "the upload was stored on a full disk")
         // Depending on how far the body got before the disk filled, the refusal comes from
         // the blob write (ENOSPC) or from the free-space check once the body's size is known.

@@ -9,7 +9,8 @@ import Glibc
 /// - `mode`: `.pass` forwards; `.refuse` accepts and closes at once (a dropped
 ///   connection); `.blackHole` accepts, reads and never answers. Changing the mode severs
 ///   the live connections, so kept-alive HTTP connections feel it too.
-/// - `dropProbability`: share of connections accepted and closed before any byte.
+/// - `dropProbability`: share of connections accepted and closed before any byte;
+///   `dropEvery`: every N-th connection so closed (a count, certain to happen).
 /// - `cutEvery` with `cutAfterBytes`: of the connections that carry more than that many
 ///   bytes from the server, every `cutEvery`-th is cut there, mid-response (1 = all), so
 ///   cuts happen however few connections a kept-alive client opens.
@@ -35,16 +36,16 @@ final class FaultProxy: @unchecked Sendable {
     private var _upstreamPort: Int
     private var _mode = Mode.pass
     private var _counters = Counters()
-    private var settings: (drop: Double, cutEvery: Int, cutAfter: Int, delay: TimeInterval)
+    private var settings: (drop: Double, dropEvery: Int, cutEvery: Int, cutAfter: Int, delay: TimeInterval)
     private var crossings = 0
     private var holdUploadsAt: Int?
     let chunkSize: Int
 
-    init(upstreamPort: Int, seed: UInt64, dropProbability: Double = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0,
+    init(upstreamPort: Int, seed: UInt64, dropProbability: Double = 0, dropEvery: Int = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0,
          chunkDelay: TimeInterval = 0, chunkSize: Int = 16 * 1024) throws {
         _upstreamPort = upstreamPort
         random = SeededGenerator(seed: seed)
-        settings = (dropProbability, cutEvery, cutAfterBytes, chunkDelay)
+        settings = (dropProbability, dropEvery, cutEvery, cutAfterBytes, chunkDelay)
         self.chunkSize = chunkSize
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
@@ -108,8 +109,8 @@ final class FaultProxy: @unchecked Sendable {
     }
 
     /// Changes the random faults; live connections keep the ones they were given.
-    func setFaults(dropProbability: Double = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0, chunkDelay: TimeInterval = 0) {
-        locked { settings = (dropProbability, cutEvery, cutAfterBytes, chunkDelay); crossings = 0 }
+    func setFaults(dropProbability: Double = 0, dropEvery: Int = 0, cutEvery: Int = 0, cutAfterBytes: Int = 0, chunkDelay: TimeInterval = 0) {
+        locked { settings = (dropProbability, dropEvery, cutEvery, cutAfterBytes, chunkDelay); crossings = 0 }
     }
 
     func stop() {
@@ -147,7 +148,8 @@ final class FaultProxy: @unchecked Sendable {
         locked {
             if stopped { return nil }
             _counters.connections += 1
-            let drop = settings.drop > 0 && Double.random(in: 0..<1, using: &random) < settings.drop
+            let drop = (settings.drop > 0 && Double.random(in: 0..<1, using: &random) < settings.drop)
+                || (settings.dropEvery > 0 && _counters.connections % settings.dropEvery == 0)
             return Plan(mode: _mode, drop: drop, cutAfter: settings.cutEvery > 0 ? settings.cutAfter : nil, delay: settings.delay,
                         upstream: _upstreamPort)
         }

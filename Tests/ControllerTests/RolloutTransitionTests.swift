@@ -77,11 +77,17 @@ struct RolloutTransitionTests {
     @Test("a rollback and its deployment are one change; a concurrent change makes it fail without a deployment")
     func rollBack() async throws {
         let harness = try ServiceHarness()
-        let (rollouts, rollout) = try await startRollout(harness)
+        let (rollouts, started) = try await startRollout(harness)
+        // At its last stage, so it has reached devices (the first stage, chosen by hashing
+        // the random device ids, can be empty).
+        var everywhere = started
+        everywhere.currentStage = 4
+        let rollout = try #require(try await harness.store.transitionRollout(everywhere, expectedState: started.state, expectedStage: 0,
+                                                                             change: .extend(deviceIDs: started.targetDevices), now: Date()))
         let deployments = try await harness.store.deployments().count
         var paused = rollout
         paused.state = RolloutState.paused.rawValue
-        _ = try #require(try await harness.store.transitionRollout(paused, expectedState: rollout.state, expectedStage: 0, change: nil, now: Date()))
+        _ = try #require(try await harness.store.transitionRollout(paused, expectedState: rollout.state, expectedStage: 4, change: nil, now: Date()))
         // `rollout` is now stale: the rollback loses and leaves nothing behind.
         await #expect(throws: APIError.self) { try await rollouts.rollBack(rollout, reason: "test") }
         #expect(try await harness.store.deployments().count == deployments)

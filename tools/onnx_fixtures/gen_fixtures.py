@@ -45,10 +45,13 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import exported  # noqa: E402  (the offline-exported fixtures: export_torch.py, export_larq.py)
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "Tests" / "Fixtures" / "onnx"
 
-IR_VERSION_FOR_OPSET = {11: 6, 13: 7, 21: 10}
+IR_VERSION_FOR_OPSET = {11: 6, 13: 7, 17: 8, 18: 8, 21: 10}
 PRODUCER = "BitFleet tools/onnx_fixtures/gen_fixtures.py"
 PRODUCER_VERSION = "1"
 TOLERANCE_RULE = "max abs diff <= 1e-4 * max abs expected, same argmax"
@@ -105,6 +108,15 @@ class Builder:
         """Activation binarization. margin: 'integer-threshold' or 'checked' (real-valued)."""
         y = self.op("Sign", [x])
         self.sign_acts.append({"input": x, "output": y, "margin": margin})
+        return y
+
+    def threshold_sign(self, x: str, threshold, op: str = "GreaterOrEqual") -> str:
+        """Comparison-based binarization Where(x >= t, 1, -1) (or Where(x < t, -1, 1))."""
+        t = self.const("threshold", threshold)
+        cond = self.op(op, [x, t])
+        pos, neg = self.const("one", np.float32(1.0)), self.const("minus_one", np.float32(-1.0))
+        y = self.op("Where", [cond, pos, neg] if op in ("GreaterOrEqual", "Greater") else [cond, neg, pos])
+        self.sign_acts.append({"input": x, "output": y, "margin": "checked", "threshold": np.asarray(threshold)})
         return y
 
     # -- random parameters -------------------------------------------------------------------
@@ -378,6 +390,63 @@ def _build_cnn_opset(opset: int):
     return b, b.model([1, 3, 12, 12], x, [1, 10]), [1, 3, 12, 12], 5005
 
 
+def _ops_head(opset: int):
+    """LogSoftmax, Neg, Cast to float, ReduceMean over the spatial axes (axes attribute and
+    keepdims=1 in opset 13, axes input and keepdims=0 in opset 18), Transpose to NHWC around
+    a Reshape/Flatten."""
+    b = Builder(f"ops_head_opset{opset}", opset, seed=606)
+    x = b.float_conv("input", 3, 8, 3, pad=1)  # [1,8,6,6]
+    x = b.bn_random(x, 8, in_std=1.0)
+    x = b.op("Neg", [x])
+    x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    if opset >= 18:
+        g = b.op("ReduceMean", [x, b.const("axes", np.array([2, 3]), np.int64)], keepdims=0)  # [1,8]
+    else:
+        g = b.op("ReduceMean", [x], axes=[2, 3], keepdims=1)  # [1,8,1,1]
+        g = b.op("Flatten", [g], axis=1)
+    t = b.op("Transpose", [x], perm=[0, 2, 3, 1])  # [1,6,6,8]
+    if opset >= 18:
+        t = b.op("Flatten", [t], axis=1)
+    else:
+        t = b.op("Reshape", [t, b.const("shape", np.array([1, -1]), np.int64)])
+    t = b.gemm_float(t, 6 * 6 * 8, 8)
+    y = b.op("Add", [g, t])
+    y = b.gemm_float(y, 8, 10)
+    y = b.op("LogSoftmax", [y], axis=1)
+    return b, b.model([1, 3, 6, 6], y, [1, 10]), [1, 3, 6, 6], 6006
+
+
+def build_ops_binarize():
+    """Binarizations that exports contain: Sign(Clip(x, -1, 1)) (Hardtanh), Sign(Clip(x, -0.5,
+    3)), Where(x >= t, 1, -1) and Where(x < t, -1, 1) with per-channel thresholds t, and
+    Larq's Sign(Sign(x) + 0.1)."""
+    b = Builder("ops_binarize", 13, seed=707)
+    x = b.float_conv("input", 3, 16, 3, pad=1)  # [1,16,8,8]
+    x = b.bn_random(x, 16, in_std=1.0)
+    x = b.op("Clip", [x, b.const("clip_min", np.float32(-1.0)), b.const("clip_max", np.float32(1.0))])
+    x = b.sign(x, "checked")
+    x, _, fan = b.binary_conv(x, 16, 16, 3, pad=1, form="pm1", layer="after-hardtanh")
+    x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    x = b.op("Clip", [x, b.const("clip_min", np.float32(-0.5)), b.const("clip_max", np.float32(3.0))])
+    x = b.sign(x, "checked")
+    x, _, fan = b.binary_conv(x, 16, 16, 1, form="pm1", layer="after-asymmetric-clip")
+    x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    x = b.threshold_sign(x, (b.rng.standard_normal((1, 16, 1, 1)) * 0.3).astype(np.float32), "GreaterOrEqual")
+    x, _, fan = b.binary_conv(x, 16, 16, 3, pad=1, form="pm1", layer="after-threshold")
+    x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    x = b.threshold_sign(x, (b.rng.standard_normal((16, 1, 1)) * 0.3).astype(np.float32), "Less")
+    x, _, fan = b.binary_conv(x, 16, 8, 1, form="pm1", layer="after-less")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))
+    x = b.sign(x, "checked")
+    x = b.op("Add", [x, b.const("ste_offset", np.float32(0.1))])
+    x = b.op("Sign", [x])
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="after-ste-sign")
+    x = b.op("GlobalAveragePool", [x])
+    x = b.op("Flatten", [x], axis=1)
+    x = b.gemm_float(x, 8, 10)
+    return b, b.model([1, 3, 8, 8], x, [1, 10]), [1, 3, 8, 8], 7007
+
+
 FIXTURES = {
     "binary_mlp": build_binary_mlp,
     "binary_cnn": build_binary_cnn,
@@ -385,6 +454,9 @@ FIXTURES = {
     "xnor_alpha": build_xnor_alpha,
     "binary_cnn_opset11": lambda: _build_cnn_opset(11),
     "binary_cnn_opset21": lambda: _build_cnn_opset(21),
+    "ops_head_opset13": lambda: _ops_head(13),
+    "ops_head_opset18": lambda: _ops_head(18),
+    "ops_binarize": build_ops_binarize,
 }
 
 DESCRIPTIONS = {
@@ -401,6 +473,12 @@ DESCRIPTIONS = {
     "binary_cnn_opset11": "small binary CNN in opset 11 (Clip/Pad inputs, Dropout ratio attr)",
     "binary_cnn_opset21": "the same CNN in opset 21 (Dropout ratio/training_mode inputs); "
     "same weights and input as binary_cnn_opset11, so the same expected output",
+    "ops_head_opset13": "Neg, Cast(to float), ReduceMean(axes attribute, keepdims=1) as global pooling, "
+    "Transpose(NHWC) + Reshape [1,-1], Add, LogSoftmax",
+    "ops_head_opset18": "the same head in opset 18: ReduceMean with an axes input and keepdims=0, "
+    "Transpose(NHWC) + Flatten",
+    "ops_binarize": "Sign(Clip(-1,1)), Sign(Clip(-0.5,3)), Where(x >= t) and Where(x < t) with per-channel "
+    "thresholds, Sign(Sign(x) + 0.1)",
 }
 
 
@@ -439,7 +517,7 @@ def margins(sign_acts, sign_inputs):
     for s, v in zip(sign_acts, sign_inputs):
         v = np.asarray(v, dtype=np.float64)
         rms = float(np.sqrt(np.mean(v * v)))
-        mn = float(np.min(np.abs(v)))
+        mn = float(np.min(np.abs(v - np.asarray(s.get("threshold", 0.0), dtype=np.float64))))
         res.append({"sign_output": s["output"], "kind": s["margin"], "numel": int(v.size),
                     "min_abs": mn, "rms": rms, "min_abs_over_rms": mn / rms if rms else 0.0})
     return res
@@ -549,16 +627,62 @@ def _graph_diff(a: onnx.ModelProto, b: onnx.ModelProto) -> str | None:
     return "graph inputs/outputs/metadata differ"
 
 
+def check_exported(committed: Path, errors: list[str]) -> tuple[set[str], int]:
+    """The fixtures exported offline by PyTorch and tf2onnx cannot be regenerated here (no
+    torch or TensorFlow in CI): check that their files are the ones recorded (sha256), and
+    that ONNX Runtime, run now on them, still gives the committed expected output: within
+    1e-5 of the largest magnitude where the expectation came from ONNX Runtime, within the
+    Swift tests' 1e-4 and with the same argmax where it came from Keras."""
+    path = committed / exported.EXPORTED_MANIFEST
+    if not path.exists():
+        return set(), 0
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        errors.append(f"{exported.EXPORTED_MANIFEST} unreadable: {e}")
+        return set(), 0
+    files = {exported.EXPORTED_MANIFEST}
+    for name, entry in manifest.get("fixtures", {}).items():
+        files |= set(entry["files"]) | {entry["input"], entry["expected"]}
+        missing = [f for f in list(entry["files"]) + [entry["input"], entry["expected"]] if not (committed / f).exists()]
+        if missing:
+            errors.append(f"{name}: missing {missing}")
+            continue
+        for f, digest in entry["files"].items():
+            if exported.sha256(committed / f) != digest:
+                errors.append(f"{f}: sha256 differs from {exported.EXPORTED_MANIFEST} (re-export with the export_*.py scripts)")
+        model_file = next(f for f in entry["files"] if f.endswith(".onnx"))
+        x = np.load(committed / entry["input"])
+        expected = np.load(committed / entry["expected"])
+        try:
+            got = exported.run_ort(committed / model_file, x)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{model_file}: onnxruntime failed: {e}")
+            continue
+        if got.shape != expected.shape:
+            errors.append(f"{name}: ORT output shape {got.shape} vs expected {expected.shape}")
+            continue
+        diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
+        scale = float(np.max(np.abs(expected)))
+        from_ort = entry["expected_from"].startswith("onnxruntime")
+        bound = (CHECK_RTOL if from_ort else 1e-4) * scale
+        if diff > bound or (not from_ort and int(np.argmax(got)) != int(np.argmax(expected))):
+            errors.append(f"{name}: onnxruntime {ort.__version__} differs from the expected output "
+                          f"({entry['expected_from']}) by {diff:.3g} > {bound:.3g} or in argmax")
+    return files, len(manifest.get("fixtures", {}))
+
+
 def check(committed: Path) -> int:
     errors: list[str] = []
     notes: list[str] = []
     if not committed.is_dir():
         print(f"FAIL: {committed} does not exist; run gen_fixtures.py first", file=sys.stderr)
         return 1
+    exported_files, exported_count = check_exported(committed, errors)
     with tempfile.TemporaryDirectory(prefix="onnx_fixtures_") as tmp:
         fresh = Path(tmp)
         manifest = generate(fresh, log=lambda *_: None)
-        want_files = sorted(p.name for p in fresh.iterdir())
+        want_files = sorted({p.name for p in fresh.iterdir()} | exported_files)
         have_files = sorted(p.name for p in committed.iterdir())
         if want_files != have_files:
             errors.append(f"file set differs: missing {sorted(set(want_files) - set(have_files))}, "
@@ -616,7 +740,7 @@ def check(committed: Path) -> int:
         print("Regenerate with: python3 tools/onnx_fixtures/gen_fixtures.py "
               "(pinned versions: tools/onnx_fixtures/requirements.txt)", file=sys.stderr)
         return 1
-    print(f"ONNX fixtures up to date: {len(FIXTURES)} fixtures match "
+    print(f"ONNX fixtures up to date: {len(FIXTURES)} generated and {exported_count} exported fixtures match "
           f"(onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__})")
     return 0
 

@@ -10,8 +10,8 @@
 /// - **The input's layout.** A 4-D input read only through `Transpose(perm=[0,3,1,2])` is
 ///   an NHWC input (Keras through tf2onnx).
 struct GraphPlan {
-    /// For the Add node of an STE idiom: the name of `a`.
-    var steAlias: [Int: (a: String, b: String)] = [:]
+    /// For the Add node of an STE idiom: the name of `a`, of `b`, and the Sub node's index.
+    var steAlias: [Int: (a: String, b: String, sub: Int)] = [:]
     /// For every node that does not reach the output: why it is dropped.
     var dropped: [Int: String] = [:]
     /// Sub node name -> the other readers of its `b`, for Add(Sub(a, b), b) shapes whose
@@ -36,7 +36,7 @@ struct GraphPlan {
                 let bReaders = Set(readers[b] ?? [])
                 guard subReaders == [index], !isOutput(subName) else { continue }
                 if bReaders == [s, index], !isOutput(b) {
-                    steAlias[index] = (nodes[s].inputs[0], b)
+                    steAlias[index] = (nodes[s].inputs[0], b, s)
                 } else {
                     let others = bReaders.subtracting([s, index]).sorted().map { "'\(nodes[$0].name)'" }
                     unprovenSTE[nodes[s].name] = isOutput(b) ? "the graph output" : others.joined(separator: ", ")
@@ -60,7 +60,7 @@ struct GraphPlan {
         }
         let liveSTEs = steAlias.keys.filter { live[$0] }.sorted()
         for index in nodes.indices where !live[index] {
-            if let add = liveSTEs.first(where: { nodes[$0].inputs.contains(nodes[index].outputs.first ?? "") }) {
+            if let add = liveSTEs.first(where: { steAlias[$0]!.sub == index }) {
                 dropped[index] = "dropped: the a - b of the straight-through estimator a - b + b at node '\(nodes[add].name)'"
             } else if let add = liveSTEs.first(where: { Self.feeds(index, into: steAlias[$0]!.b, nodes: nodes, producer: producer) }) {
                 dropped[index] = "dropped: computes only the straight-through part b of the estimator a - b + b at node '\(nodes[add].name)'"

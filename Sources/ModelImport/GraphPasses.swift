@@ -58,11 +58,23 @@ struct GraphPlan {
                 for input in node.inputs where !input.isEmpty { liveNames.insert(input) }
             }
         }
-        let liveSTEs = steAlias.keys.filter { live[$0] }.sorted()
+        // Each dead node is named after the first STE whose b it feeds: one walk back from
+        // every b that stops at nodes already named, so the whole pass stays linear.
+        var straightThroughOf: [Int: Int] = [:]
+        for add in steAlias.keys.sorted() where live[add] {
+            let alias = steAlias[add]!
+            straightThroughOf[alias.sub] = add
+            var stack = [alias.b]
+            while let name = stack.popLast() {
+                guard let p = producer[name], !live[p], straightThroughOf[p] == nil else { continue }
+                straightThroughOf[p] = add
+                stack.append(contentsOf: nodes[p].inputs.filter { !$0.isEmpty })
+            }
+        }
         for index in nodes.indices where !live[index] {
-            if let add = liveSTEs.first(where: { steAlias[$0]!.sub == index }) {
+            if let add = straightThroughOf[index], steAlias[add]!.sub == index {
                 dropped[index] = "dropped: the a - b of the straight-through estimator a - b + b at node '\(nodes[add].name)'"
-            } else if let add = liveSTEs.first(where: { Self.feeds(index, into: steAlias[$0]!.b, nodes: nodes, producer: producer) }) {
+            } else if let add = straightThroughOf[index] {
                 dropped[index] = "dropped: computes only the straight-through part b of the estimator a - b + b at node '\(nodes[add].name)'"
             } else {
                 dropped[index] = "dropped: its result does not reach the graph output"
@@ -75,16 +87,5 @@ struct GraphPlan {
            liveConsumers.allSatisfy({ nodes[$0].opType == "Transpose" && nodes[$0].ints("perm") == [0, 3, 1, 2] }) {
             inputLayout = .nhwc
         }
-    }
-
-    /// Whether node `index` contributes to the tensor `name` (walking producers back).
-    private static func feeds(_ index: Int, into name: String, nodes: [ONNXNode], producer: [String: Int]) -> Bool {
-        var stack = [name], seen: Set<String> = []
-        while let current = stack.popLast() {
-            guard seen.insert(current).inserted, let p = producer[current] else { continue }
-            if p == index { return true }
-            stack.append(contentsOf: nodes[p].inputs.filter { !$0.isEmpty })
-        }
-        return false
     }
 }

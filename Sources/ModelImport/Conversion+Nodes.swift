@@ -185,7 +185,7 @@ extension Conversion {
             return try convertPad(node)
 
         default:
-            throw ImportError.node(node, "operator \(node.opType) is not supported on activations (\(try describeInputs(node))); supported: \(ONNXConverter.supportedOperators.joined(separator: ", ")), and any constant computation of \(ConstantFolder.foldableOperators.count) more")
+            throw ImportError.node(node, "operator \(node.opType) is not supported on activations (\(try describeInputs(node))): the engine has no layer for it, so running it would need a new one (docs/MODEL_FORMAT.md), and it is not a constant computation the converter could fold; supported on activations: \(ONNXConverter.supportedOperators.joined(separator: ", ")); folded when all inputs are constant: \(ConstantFolder.foldableOperators.sorted().joined(separator: ", "))")
         }
     }
 

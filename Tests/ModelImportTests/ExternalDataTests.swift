@@ -58,6 +58,24 @@ struct ExternalDataTests {
         #expect(result.notes.contains { $0.contains("external data: \(Self.source).onnx.data") })
     }
 
+    @Test("tensors spread over several files are read from each")
+    func severalFiles() throws {
+        let (folder, original, data) = try workspace()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var model = original
+        let index = model.graph.initializer.firstIndex { $0.dataLocation == .external }!
+        var entries: [String: String] = [:]
+        for entry in model.graph.initializer[index].externalData { entries[entry.key] = entry.value }
+        let offset = Int(entries["offset"] ?? "0")!, length = Int(entries["length"]!)!
+        try data.subdata(in: offset..<(offset + length)).write(to: folder.appendingPathComponent("second.data"))
+        (model, _) = withExternal(model, "location", "second.data")
+        (model, _) = withExternal(model, "offset", "0")
+        let result = try convert(model, in: folder)
+        #expect(result.notes.contains { $0.contains("second.data") && $0.contains("\(Self.source).onnx.data") }, "\(result.notes)")
+        let reference = try ONNXConverter.convert(contentsOf: fixture("\(Self.source).onnx")).model
+        #expect(result.model.tensors == reference.tensors)
+    }
+
     @Test("bytes alone are refused with what to do instead")
     func bytesAlone() throws {
         let data = try Data(contentsOf: fixture("\(Self.source).onnx"))

@@ -1,4 +1,5 @@
 import BitModel
+import CBitKernels
 import Foundation
 
 extension ExecutionContext {
@@ -25,9 +26,9 @@ final class BinarizeStep: PlannedStep {
     override func execute(_ context: ExecutionContext) {
         let input = context.floats(at: inputOffsets[0]), output = context.words(at: outputOffset)
         let words = outputShape.wordsPerPixel
+        let isa = context.kernels.isa
         context.forEachPixelRange(outputShape.pixels, channels: channels) { range in
-            context.kernels.binarize(input + range.lowerBound * channels, pixels: range.count, channels: channels,
-                                     into: output + range.lowerBound * words)
+            bk_binarize(isa, input + range.lowerBound * channels, range.count, channels, output + range.lowerBound * words)
         }
     }
 }

@@ -1,0 +1,353 @@
+// Binary convolution layers: validation, kernel selection, weight packing, the per-pattern
+// output tables, im2col and the tiling loop. Architecture-independent; the micro-kernels
+// (bconv_*.c) do the arithmetic.
+
+#include "bk_internal.h"
+#include "bk_layout_group.h"
+
+#include <math.h>
+
+enum { BK_MAX_DIMENSION = 1 << 16, BK_MAX_KERNEL = 64 };
+
+static uint64_t last_word_mask(int32_t channels) {
+    int32_t used = channels % 64;
+    return used == 0 ? ~(uint64_t)0 : (((uint64_t)1 << used) - 1);
+}
+
+static int validate(const bk_bconv_desc *d, char *error, size_t error_size) {
+    const int32_t dims[] = {d->in_h, d->in_w, d->in_c, d->out_h, d->out_w, d->out_c};
+    for (int i = 0; i < 6; i++)
+        if (dims[i] < 1 || dims[i] > BK_MAX_DIMENSION)
+            return bk_fail(error, error_size, "binary conv: dimension %d is outside 1...%d", dims[i], BK_MAX_DIMENSION);
+    if (d->kernel_h < 1 || d->kernel_w < 1 || d->kernel_h > BK_MAX_KERNEL || d->kernel_w > BK_MAX_KERNEL)
+        return bk_fail(error, error_size, "binary conv: kernel %dx%d is outside 1...%d", d->kernel_h, d->kernel_w, BK_MAX_KERNEL);
+    if (d->stride_h < 1 || d->stride_w < 1 || d->stride_h > BK_MAX_KERNEL || d->stride_w > BK_MAX_KERNEL)
+        return bk_fail(error, error_size, "binary conv: stride %dx%d is outside 1...%d", d->stride_h, d->stride_w, BK_MAX_KERNEL);
+    if (d->pad_top < 0 || d->pad_left < 0 || d->pad_top > BK_MAX_KERNEL || d->pad_left > BK_MAX_KERNEL)
+        return bk_fail(error, error_size, "binary conv: padding %d,%d is outside 0...%d", d->pad_top, d->pad_left, BK_MAX_KERNEL);
+    if (d->pad_value < BK_PAD_ZERO || d->pad_value > BK_PAD_MINUS_ONE)
+        return bk_fail(error, error_size, "binary conv: unknown pad value %d", d->pad_value);
+    if (d->output != BK_OUTPUT_FLOAT && d->output != BK_OUTPUT_BITS)
+        return bk_fail(error, error_size, "binary conv: unknown output kind %d", d->output);
+    if (d->residual && d->output != BK_OUTPUT_FLOAT)
+        return bk_fail(error, error_size, "binary conv: a residual needs float output");
+    int64_t k_words = (int64_t)d->kernel_h * d->kernel_w * ((d->in_c + 63) / 64);
+    if (k_words > (1 << 24))
+        return bk_fail(error, error_size, "binary conv: receptive field of %lld words is too large", (long long)k_words);
+    return 0;
+}
+
+const bk_bconv_variant *const *bk_bconv_variants(bk_isa isa, int32_t *count) {
+    static const bk_bconv_variant *const portable[] = {&bk_bconv_portable_4x8};
+#if defined(__x86_64__)
+    static const bk_bconv_variant *const avx2[] = {&bk_bconv_avx2_4x8};
+    static const bk_bconv_variant *const avx512[] = {&bk_bconv_avx512_8x16};
+#endif
+#if defined(__aarch64__)
+    static const bk_bconv_variant *const neon[] = {&bk_bconv_neon_4x8, &bk_bconv_portable_4x8};
+    static const bk_bconv_variant *const dotprod[] = {&bk_bconv_neon_dotprod_4x8, &bk_bconv_neon_4x8, &bk_bconv_portable_4x8};
+#endif
+#define BK_LIST(list) (*count = (int32_t)(sizeof(list) / sizeof((list)[0])), (list))
+    switch (isa) {
+    case BK_ISA_PORTABLE: return BK_LIST(portable);
+#if defined(__x86_64__)
+    case BK_ISA_AVX2: return BK_LIST(avx2);
+    case BK_ISA_AVX512: return BK_LIST(avx512);
+#endif
+#if defined(__aarch64__)
+    case BK_ISA_NEON: return BK_LIST(neon);
+    case BK_ISA_NEON_DOTPROD: return BK_LIST(dotprod);
+#endif
+    default: *count = 0; return NULL;
+    }
+#undef BK_LIST
+}
+
+static const bk_bconv_variant *select_variant(bk_isa isa, int32_t k_words) {
+    int32_t count = 0;
+    const bk_bconv_variant *const *list = bk_bconv_variants(isa, &count);
+    for (int32_t i = 0; i < count; i++) {
+        const bk_bconv_variant *v = list[i];
+        if (v->max_k_words && k_words > v->max_k_words) continue;
+        if (k_words < v->min_k_words) continue;
+        return v;
+    }
+    return NULL;
+}
+
+/// Bit ky of the result is set when kernel row ky of output row `o` reads inside the input.
+static uint64_t tap_mask(int32_t o, int32_t stride, int32_t pad, int32_t kernel, int32_t input) {
+    uint64_t mask = 0;
+    for (int32_t k = 0; k < kernel; k++) {
+        int64_t i = (int64_t)o * stride - pad + k;
+        if (i >= 0 && i < input) mask |= (uint64_t)1 << k;
+    }
+    return mask;
+}
+
+/// Groups outputs along one axis by their tap mask; returns the number of classes.
+static int32_t classify(int32_t outputs, int32_t stride, int32_t pad, int32_t kernel, int32_t input,
+                        int32_t *class_of, uint64_t *class_mask) {
+    int32_t classes = 0;
+    for (int32_t o = 0; o < outputs; o++) {
+        uint64_t mask = tap_mask(o, stride, pad, kernel, input);
+        int32_t c = 0;
+        while (c < classes && class_mask[c] != mask) c++;
+        if (c == classes) class_mask[classes++] = mask;
+        class_of[o] = c;
+    }
+    return classes;
+}
+
+static int64_t floor_half(int64_t x) { return x >= 0 ? x / 2 : -((-x + 1) / 2); }
+
+static int build_tables(bk_bconv *k, const bk_bconv_params *params, char *error, size_t error_size) {
+    const bk_bconv_desc *d = &k->desc;
+    const int32_t kh = d->kernel_h, kw = d->kernel_w;
+    // At most one class per output row/column; in practice the borders plus the interior.
+    uint64_t *row_masks = bk_alloc(sizeof(uint64_t) * (size_t)d->out_h);
+    uint64_t *column_masks = bk_alloc(sizeof(uint64_t) * (size_t)d->out_w);
+    k->row_class = bk_alloc(sizeof(int32_t) * (size_t)d->out_h);
+    k->column_class = bk_alloc(sizeof(int32_t) * (size_t)d->out_w);
+    int32_t *tap_popcounts = malloc(sizeof(int32_t) * (size_t)k->taps);
+    int status = -1;
+    if (!row_masks || !column_masks || !k->row_class || !k->column_class || !tap_popcounts) {
+        bk_fail(error, error_size, "binary conv: out of memory");
+        goto done;
+    }
+
+    // Only zero padding needs a correction; +1/-1 padding words take part in the XOR like
+    // any input word, so every pixel then shares one pattern.
+    int32_t row_classes = 1, column_classes = 1;
+    row_masks[0] = kh == 64 ? ~(uint64_t)0 : (((uint64_t)1 << kh) - 1);
+    column_masks[0] = kw == 64 ? ~(uint64_t)0 : (((uint64_t)1 << kw) - 1);
+    if (d->pad_value == BK_PAD_ZERO) {
+        row_classes = classify(d->out_h, d->stride_h, d->pad_top, kh, d->in_h, k->row_class, row_masks);
+        column_classes = classify(d->out_w, d->stride_w, d->pad_left, kw, d->in_w, k->column_class, column_masks);
+    }
+    k->patterns = row_classes * column_classes;
+    k->column_classes = column_classes;
+
+    const int32_t O = k->padded_channels, W = k->in_words;
+    const int bits = d->output == BK_OUTPUT_BITS;
+    const int int16_table = bits && k->variant->table_kind == BK_TABLE_I16;
+    const size_t element = int16_table ? sizeof(int16_t) : sizeof(int32_t);  // float is 4 bytes too
+    k->table_stride_bytes = BK_ROUND_UP((size_t)O * element, 64);
+    k->table = bk_alloc(k->table_stride_bytes * (size_t)k->patterns);
+    k->scale = bits ? NULL : bk_alloc(sizeof(float) * (size_t)O);
+    if (!k->table || (!bits && !k->scale)) {
+        bk_fail(error, error_size, "binary conv: out of memory");
+        goto done;
+    }
+    const int64_t k_bits = (int64_t)k->k_words * 64;
+    for (int32_t o = 0; o < O; o++) {
+        if (o < d->out_c) {
+            for (int32_t t = 0; t < k->taps; t++) {
+                int32_t count = 0;
+                for (int32_t w = 0; w < W; w++)
+                    count += __builtin_popcountll(k->weights[bk_group_index((size_t)o, (size_t)(t * W + w), (size_t)k->k_words, (size_t)k->variant->channel_group)]);
+                tap_popcounts[t] = count;
+            }
+        }
+        if (!bits) k->scale[o] = o < d->out_c ? -2.0f * params->multiplier[o] : 0.0f;
+        for (int32_t rc = 0; rc < row_classes; rc++) {
+            for (int32_t cc = 0; cc < column_classes; cc++) {
+                const int32_t q = rc * column_classes + cc;
+                uint8_t *row = (uint8_t *)k->table + (size_t)q * k->table_stride_bytes;
+                int64_t valid_taps = (int64_t)__builtin_popcountll(row_masks[rc]) * __builtin_popcountll(column_masks[cc]);
+                int64_t dot_base = valid_taps * d->in_c;  // D = valid bits + 2 * popcount(w at padded taps)
+                if (o < d->out_c && d->pad_value == BK_PAD_ZERO) {
+                    for (int32_t ky = 0; ky < kh; ky++)
+                        for (int32_t kx = 0; kx < kw; kx++)
+                            if (!((row_masks[rc] >> ky) & 1) || !((column_masks[cc] >> kx) & 1))
+                                dot_base += 2 * tap_popcounts[ky * kw + kx];
+                }
+                if (bits) {
+                    int64_t limit = -1;  // padded channels never fire
+                    if (o < d->out_c) {
+                        limit = floor_half(dot_base - (int64_t)params->threshold[o]);
+                        if (limit < -1) limit = -1;
+                        if (limit > k_bits) limit = k_bits;
+                    }
+                    if (int16_table) ((int16_t *)row)[o] = (int16_t)BK_MIN(limit, 32767);
+                    else ((int32_t *)row)[o] = (int32_t)limit;
+                } else {
+                    ((float *)row)[o] = o < d->out_c ? (float)((double)params->multiplier[o] * (double)dot_base + (double)params->bias[o]) : 0.0f;
+                }
+            }
+        }
+    }
+    status = 0;
+done:
+    free(tap_popcounts);
+    bk_free(row_masks);
+    bk_free(column_masks);
+    return status;
+}
+
+int bk_bconv_create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_isa isa, bk_bconv **result,
+                    char *error, size_t error_size) {
+    *result = NULL;
+    if (!bk_isa_supported(isa))
+        return bk_fail(error, error_size, "binary conv: instruction set %s is not available on this CPU", bk_isa_name(isa));
+    if (validate(desc, error, error_size)) return -1;
+    if (!params->weights || (desc->output == BK_OUTPUT_FLOAT && (!params->multiplier || !params->bias)) ||
+        (desc->output == BK_OUTPUT_BITS && (!params->direction || !params->threshold)))
+        return bk_fail(error, error_size, "binary conv: missing parameters for the output kind");
+    bk_bconv *k = calloc(1, sizeof *k);
+    if (!k) return bk_fail(error, error_size, "binary conv: out of memory");
+    k->desc = *desc;
+    k->in_words = (desc->in_c + 63) / 64;
+    k->out_words = (desc->out_c + 63) / 64;
+    k->taps = desc->kernel_h * desc->kernel_w;
+    k->k_words = k->taps * k->in_words;
+    k->variant = select_variant(isa, k->k_words);
+    if (!k->variant) {
+        free(k);
+        return bk_fail(error, error_size, "binary conv: no %s kernel accepts %d words per pixel", bk_isa_name(isa), k->k_words);
+    }
+    const int32_t G = k->variant->channel_group;
+    k->padded_channels = BK_ROUND_UP(desc->out_c, G);
+    k->direct = desc->kernel_h == 1 && desc->kernel_w == 1 && desc->stride_h == 1 && desc->stride_w == 1 &&
+                desc->pad_top == 0 && desc->pad_left == 0 && desc->in_h == desc->out_h && desc->in_w == desc->out_w;
+
+    // Weights, with every channel whose threshold compares downwards inverted: -dot(x, w) =
+    // dot(x, ~w), so "direction * dot >= t" becomes "dot(x, ~w) >= t" (bits of ~w past in_c
+    // stay 0).
+    const size_t packed_words = (size_t)k->padded_channels * (size_t)k->k_words;
+    k->weights = bk_alloc(packed_words * sizeof(uint64_t));
+    k->padding_word = bk_alloc((size_t)k->in_words * sizeof(uint64_t));
+    if (!k->weights || !k->padding_word) { bk_bconv_destroy(k); return bk_fail(error, error_size, "binary conv: out of memory"); }
+    const uint64_t tail_mask = last_word_mask(desc->in_c);
+    for (int32_t o = 0; o < desc->out_c; o++) {
+        const int invert = desc->output == BK_OUTPUT_BITS && params->direction[o] < 0;
+        for (int32_t kk = 0; kk < k->k_words; kk++) {
+            uint64_t word = params->weights[(size_t)o * (size_t)k->k_words + (size_t)kk];
+            uint64_t mask = (kk % k->in_words == k->in_words - 1) ? tail_mask : ~(uint64_t)0;
+            word &= mask;
+            if (invert) word = ~word & mask;
+            k->weights[bk_group_index((size_t)o, (size_t)kk, (size_t)k->k_words, (size_t)G)] = word;
+        }
+    }
+    if (desc->pad_value == BK_PAD_PLUS_ONE) {
+        for (int32_t w = 0; w < k->in_words; w++) k->padding_word[w] = ~(uint64_t)0;
+        k->padding_word[k->in_words - 1] = tail_mask;
+    }
+    if (build_tables(k, params, error, error_size)) { bk_bconv_destroy(k); return -1; }
+
+    // Blocks whose im2col rows stay within about 32 KB (L1 on every target), a whole
+    // number of tiles.
+    const int32_t tile = k->variant->tile_pixels;
+    int32_t block = (int32_t)(32768 / ((size_t)k->k_words * 8));
+    block = BK_MAX(tile, BK_MIN(256, block)) / tile * tile;
+    k->block_pixels = block;
+    k->scratch_bytes = k->direct ? 64 : BK_ROUND_UP((size_t)block * (size_t)k->k_words * 8, 64);
+    *result = k;
+    return 0;
+}
+
+void bk_bconv_info(const bk_bconv *k, bk_kernel_info *info) {
+    info->channel_quantum = k->desc.output == BK_OUTPUT_BITS ? k->variant->bits_quantum : k->variant->float_quantum;
+    info->tile_pixels = k->variant->tile_pixels;
+    info->block_pixels = k->block_pixels;
+    info->scratch_bytes = k->scratch_bytes;
+    info->packed_bytes = (size_t)k->padded_channels * (size_t)k->k_words * 8 + k->table_stride_bytes * (size_t)k->patterns;
+    info->kernel_name = k->variant->name;
+}
+
+void bk_bconv_destroy(bk_bconv *k) {
+    if (!k) return;
+    bk_free(k->weights);
+    bk_free(k->padding_word);
+    bk_free(k->row_class);
+    bk_free(k->column_class);
+    bk_free(k->table);
+    bk_free(k->scale);
+    free(k);
+}
+
+/// Copies `words` words; small rows (the common 3-9 words) as two overlapping 16-byte moves.
+BK_ALWAYS_INLINE void copy_words(uint64_t *destination, const uint64_t *source, size_t words) {
+    if (words >= 2 && words <= 4) {
+        memcpy(destination, source, 16);
+        memcpy(destination + words - 2, source + words - 2, 16);
+    } else {
+        memcpy(destination, source, words * 8);
+    }
+}
+
+/// Receptive fields of output pixels [first, first + count) as rows of k_words words, in
+/// (ky, kx, word) order, the order weights are packed in.
+static void im2col(const bk_bconv *k, const uint64_t *input, int32_t first, int32_t count, uint64_t *rows) {
+    const bk_bconv_desc *d = &k->desc;
+    const int32_t W = k->in_words, kw = d->kernel_w;
+    const size_t segment = (size_t)kw * (size_t)W;
+    uint64_t *destination = rows;
+    int32_t oy = first / d->out_w, ox = first % d->out_w;
+    for (int32_t n = 0; n < count; n++) {
+        const int32_t iy0 = oy * d->stride_h - d->pad_top, ix0 = ox * d->stride_w - d->pad_left;
+        const int columns_inside = ix0 >= 0 && ix0 + kw <= d->in_w;
+        uint64_t *out = destination;
+        for (int32_t ky = 0; ky < d->kernel_h; ky++) {
+            const int32_t iy = iy0 + ky;
+            if (iy < 0 || iy >= d->in_h) {
+                for (int32_t kx = 0; kx < kw; kx++, out += W) copy_words(out, k->padding_word, (size_t)W);
+                continue;
+            }
+            const uint64_t *row = input + (size_t)iy * (size_t)d->in_w * (size_t)W;
+            if (columns_inside) {
+                copy_words(out, row + (size_t)ix0 * (size_t)W, segment);
+                out += segment;
+            } else {
+                for (int32_t kx = 0; kx < kw; kx++, out += W) {
+                    const int32_t ix = ix0 + kx;
+                    copy_words(out, (ix < 0 || ix >= d->in_w) ? k->padding_word : row + (size_t)ix * (size_t)W, (size_t)W);
+                }
+            }
+        }
+        destination += k->k_words;
+        if (++ox == d->out_w) { ox = 0; oy++; }
+    }
+}
+
+void bk_bconv_run(const bk_bconv *k, const uint64_t *input, const float *residual, void *output,
+                  int32_t pixel_begin, int32_t pixel_end, int32_t channel_begin, int32_t channel_end, void *scratch) {
+    const bk_bconv_desc *d = &k->desc;
+    const int bits = d->output == BK_OUTPUT_BITS;
+    const int32_t tile_pixels = k->variant->tile_pixels;
+    const size_t out_row = bits ? (size_t)k->out_words * 8 : (size_t)d->out_c * sizeof(float);
+    // Bytes of a packed output row past the last channel group: this task clears them when
+    // it owns the last channel, so padding bits stay 0 whatever the arena held.
+    const size_t written_bytes = (size_t)k->padded_channels / 8;
+    const int clear_tail = bits && channel_end == d->out_c && written_bytes < out_row;
+    for (int32_t block = pixel_begin; block < pixel_end; block += k->block_pixels) {
+        const int32_t count = BK_MIN(k->block_pixels, pixel_end - block);
+        const uint64_t *rows;
+        size_t lda;
+        if (k->direct) {
+            rows = input + (size_t)block * (size_t)k->in_words;
+            lda = (size_t)k->in_words;
+        } else {
+            im2col(k, input, block, count, (uint64_t *)scratch);
+            rows = (const uint64_t *)scratch;
+            lda = (size_t)k->k_words;
+        }
+        for (int32_t t = 0; t < count; t += tile_pixels) {
+            bk_btile tile;
+            tile.a = rows + (size_t)t * lda;
+            tile.lda = lda;
+            tile.pixels = BK_MIN(tile_pixels, count - t);
+            for (int32_t i = 0; i < tile.pixels; i++) {
+                const int32_t pixel = block + t + i;
+                const int32_t q = k->row_class[pixel / d->out_w] * k->column_classes + k->column_class[pixel % d->out_w];
+                tile.table[i] = (const uint8_t *)k->table + (size_t)q * k->table_stride_bytes;
+                tile.out[i] = (uint8_t *)output + (size_t)pixel * out_row;
+                tile.residual[i] = residual ? residual + (size_t)pixel * (size_t)d->out_c : NULL;
+            }
+            k->variant->tile(k, &tile, channel_begin, channel_end);
+            if (clear_tail)
+                for (int32_t i = 0; i < tile.pixels; i++)
+                    memset((uint8_t *)tile.out[i] + written_bytes, 0, out_row - written_bytes);
+        }
+    }
+}

@@ -3,7 +3,8 @@
 
   mca.py KERNEL.c   --marker NAME   [--macs N|auto] [--cflags "-O3 ..."]
   mca.py KERNEL.s   [--marker NAME] [--macs N|auto]
-  mca.py KERNEL.swift --function NAME [--macs N|auto] [--swiftflags "-O"]
+  mca.py KERNEL.swift --function NAME [--macs N|auto] [--swiftflags=-O]
+  mca.py --list kernels.list            one table for every kernel of a list (run.sh)
 
 The source is compiled to aarch64 assembly (C: --cc, default the Swift toolchain's clang
 with --target=aarch64-linux-gnu, flags --cflags, default -O3; Swift: Embedded Swift,
@@ -29,11 +30,22 @@ the most loaded resource and its busy cycles per iteration (when it is close to 
 per iteration, that unit is the bottleneck; when neither it nor the throughput bound
 explains the cycles, a dependency chain does), and binary MACs per cycle.
 
+For a C source with --marker in loop mode, the source is also compiled without its marker
+statements, and a warning says so if that compilation has no identical loop (so the
+markers changed the measured code).
+
 --macs N gives the binary MACs of one iteration of the measured (machine) loop; --macs auto
 derives them from the loop's popcounts (128 per `cnt .16b`, 64 per `cnt .8b`, i.e. every
 counted bit is one MAC, true of XOR/popcount kernels). With an explicit N, a loop whose
 popcounts say otherwise (e.g. the compiler unrolled it) gets a warning.
 
+A list file has one kernel per line (# starts a comment), fields separated by blanks:
+  NAME  SOURCE  SELECT  MACS  MODELS  [FLAGS...]
+SOURCE is relative to the list file; SELECT is marker:NAME, function:NAME or - (a whole .s);
+MACS a number or auto; MODELS - (the defaults) or a comma-separated list of CPU[:MATTR];
+FLAGS, the rest of the line, are the C flags (default -O3) or Swift flags (default -O).
+
+Give flags that start with '-' as --cflags=..., --swiftflags=... (one argument).
 Exit status: 0, 1 on an error (a message says what and where).
 """
 import argparse
@@ -67,10 +79,20 @@ def statements(line):
     return [s.strip() for s in line.split(";")]
 
 
-def compile_c(path, cc, cflags):
+# An asm statement whose template holds a marker, with or without operands and clobbers.
+MARKER_STATEMENT = re.compile(r'\b(__asm__|asm)\s*(volatile|__volatile__)?\s*\(\s*"[^"]*LLVM-MCA-(BEGIN|END)[^"]*"[^;]*\)\s*;')
+
+
+def compile_c(path, cc, cflags, strip_markers=False):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.s")
-        cmd = shlex.split(cc) + shlex.split(cflags) + ["-S", "-o", out, path]
+        source, extra = path, []
+        if strip_markers:
+            source = os.path.join(tmp, os.path.basename(path))
+            with open(path) as f, open(source, "w") as g:
+                g.write(MARKER_STATEMENT.sub("", f.read()))
+            extra = ["-iquote", os.path.dirname(os.path.abspath(path))]  # its #include "..." still resolve
+        cmd = shlex.split(cc) + shlex.split(cflags) + extra + ["-S", "-o", out, source]
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
             raise Failure(f"compiling {path} failed ({' '.join(cmd)}):\n{run.stderr}")
@@ -179,6 +201,29 @@ def pick_loop(items, index, path):
     return items[a:b + 1], [(s, i == chosen) for i, s in enumerate(sizes)]
 
 
+def normalized(body):
+    """A loop's instructions with label names replaced, for comparing two compilations."""
+    labels = {t for k, t in body if k == "label"}
+    out = []
+    for k, t in body:
+        if k != "insn":
+            continue
+        target = branch_target(t)
+        if target is not None and target in labels:
+            t = t[: len(t) - len(target)] + "<loop>"
+        out.append(re.sub(r"\.LBB\d+_\d+", "<label>", t))
+    return out
+
+
+def markers_leave_loop_unchanged(path, cc, cflags, body):
+    """Whether the same loop, instruction for instruction, exists when the source is compiled
+    without its LLVM-MCA marker statements."""
+    asm, _ = compile_c(path, cc, cflags, strip_markers=True)
+    items = parse(asm.splitlines())
+    want = normalized(body)
+    return any(normalized(items[a:b + 1]) == want for a, b in loops(items))
+
+
 def popcount_bits(insns):
     bits = 0
     for text in insns:
@@ -195,7 +240,12 @@ def run_mca(loop_text, model, path):
         cmd.append(f"-mattr={mattr}")
     run = subprocess.run(cmd, input=loop_text, capture_output=True, text=True)
     if run.returncode != 0:
-        raise Failure(f"llvm-mca failed on {path} for {model} ({' '.join(cmd)}):\n{run.stderr}")
+        hint = ""
+        if "instruction requires:" in run.stderr:
+            hint = (" (the model lacks an extension the loop uses: give it as CPU:+EXT, or leave this "
+                    "model out of the kernel's MODELS)")
+        first = "\n".join(run.stderr.splitlines()[:6])
+        raise Failure(f"llvm-mca failed on {path} for {model}{hint} ({' '.join(cmd)}):\n{first}")
     out = run.stdout
 
     def number(label):
@@ -298,6 +348,12 @@ def measure(args):
     if internal:
         warnings.append(f"the loop has {len(internal)} branch(es) besides its back edge; llvm-mca runs it as "
                         "straight-line code")
+    markers_checked = None
+    if ext == ".c" and args.marker and args.mode == "loop":
+        markers_checked = markers_leave_loop_unchanged(path, args.cc, args.cflags, body)
+        if not markers_checked:
+            warnings.append("compiled without the LLVM-MCA markers, the source has no identical loop: the "
+                            "markers change the code (put them outside the loop, around it)")
     loop_text = "\n".join((f"{t}:" if k == "label" else f"\t{t}") for k, t in body) + "\n"
     results = []
     for model in args.model or DEFAULT_MODELS:
@@ -313,25 +369,79 @@ def measure(args):
         "loop_insns": len(insns),
         "innermost_loops": [{"insns": s, "chosen": c} for s, c in loop_sizes],
         "loop": loop_text,
+        "markers_leave_loop_unchanged": markers_checked,
         "warnings": warnings,
         "results": results,
     }
 
 
 def print_table(reports, header=True, out=sys.stdout):
-    fmt = "{:<28} {:<22} {:>8} {:>9} {:>5} {:>6}  {:<32} {:>10}"
+    fmt = "{:<32} {:<22} {:>8} {:>9} {:>5} {:>6}  {:<32} {:>10}"
     if header:
         print(fmt.format("kernel", "model", "insns/it", "cycles/it", "IPC", "RThru", "bottleneck", "MACs/cycle"), file=out)
     for rep in reports:
         for r in rep["results"]:
-            print(fmt.format(rep["kernel"][:28], r["model"], f"{r['insns_per_iter']:.0f}", f"{r['cycles_per_iter']:.2f}",
+            print(fmt.format(rep["kernel"][:32], r["model"], f"{r['insns_per_iter']:.0f}", f"{r['cycles_per_iter']:.2f}",
                              f"{r['ipc']:.2f}", f"{r['block_rthroughput']:.1f}", bottleneck_text(r),
                              f"{r['macs_per_cycle']:.1f}"), file=out)
 
 
+def read_list(path):
+    """[(line number, argparse overrides)] of a kernel list."""
+    entries = []
+    base = os.path.dirname(os.path.abspath(path))
+    with open(path) as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            fields = line.split()
+            if len(fields) < 5:
+                raise Failure(f"{path}:{number}: expected NAME SOURCE SELECT MACS MODELS [FLAGS...], got {line!r}")
+            name, source, select, macs, models = fields[:5]
+            entry = {"name": name, "source": os.path.join(base, source), "macs": macs,
+                     "marker": None, "function": None, "model": None}
+            if select.startswith("marker:"):
+                entry["marker"] = select[len("marker:"):]
+            elif select.startswith("function:"):
+                entry["function"] = select[len("function:"):]
+            elif select != "-":
+                raise Failure(f"{path}:{number}: SELECT must be marker:NAME, function:NAME or -, got {select!r}")
+            if models != "-":
+                entry["model"] = models.split(",")
+            flags = " ".join(fields[5:])
+            if flags:
+                entry["swiftflags" if source.endswith(".swift") else "cflags"] = flags
+            entries.append((number, entry))
+    return entries
+
+
+def run_list(args):
+    reports, failures = [], 0
+    for number, entry in read_list(args.list):
+        one = argparse.Namespace(**vars(args))
+        for key, value in entry.items():
+            setattr(one, key, value)
+        try:
+            reports.append(measure(one))
+        except Failure as e:
+            failures += 1
+            print(f"mca.py: {args.list}:{number} ({entry['name']}): {e}", file=sys.stderr)
+    for rep in reports:
+        for w in rep["warnings"]:
+            print(f"mca.py: warning: {rep['kernel']}: {w}", file=sys.stderr)
+    if args.json:
+        json.dump(reports, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(reports, header=not args.no_header)
+    return 1 if failures else 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="a .c, .swift or .s file")
+    p.add_argument("source", nargs="?", help="a .c, .swift or .s file")
+    p.add_argument("--list", help="a kernel list file (see above) instead of one source")
     p.add_argument("--marker", help="the NAME of LLVM-MCA-BEGIN/END NAME comments")
     p.add_argument("--function", help="a function whose symbol contains this name")
     p.add_argument("--macs", default="auto", help="binary MACs per loop iteration, or auto (from cnt; default)")
@@ -350,7 +460,11 @@ def main():
     args = p.parse_args()
     if args.marker and args.function:
         p.error("--marker and --function exclude each other")
+    if bool(args.list) == bool(args.source):
+        p.error("give one source file or --list FILE")
     try:
+        if args.list:
+            return run_list(args)
         report = measure(args)
     except Failure as e:
         print(f"mca.py: {e}", file=sys.stderr)

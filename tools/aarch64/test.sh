@@ -4,7 +4,9 @@
 #     built with clang and with gcc);
 #  2. one binary holding a plain NEON and a UDOT kernel picks UDOT from AT_HWCAP only where
 #     the CPU has dotprod: -cpu cortex-a72 reports no ASIMDDP (and a forced UDOT dies with
-#     SIGILL), -cpu cortex-a76 reports it and runs it (tools/aarch64/dotprod/).
+#     SIGILL), -cpu cortex-a76 reports it and runs it (tools/aarch64/dotprod/);
+#  3. benchmarks/aarch64/mca.py cuts the right loops out (LCE's, the sample's, the portable
+#     Swift kernel's), detects markers put inside a loop, and the Swift copy check works.
 # Installs what is missing (as root). Ends with "N passed, N failed"; exit 1 on a failure.
 #
 #   ./tools/aarch64/test.sh
@@ -90,6 +92,51 @@ for entry in "${compilers[@]}"; do
     out="$($AARCH64_QEMU -cpu cortex-a76 "$bin" || echo "exit $?")"
     check "$name: cortex-a76 picks the udot kernel" "hwcap=0x119ffb asimddp=1 kernel=udot popcount=16486" "$out"
 done
+
+# --- 3. mca.py loop extraction ----------------------------------------------------------------
+log "mca.py loop extraction"
+mca() { AARCH64_CC="$AARCH64_CC" LLVM_MCA="$LLVM_MCA" python3 benchmarks/aarch64/mca.py "$@"; }
+field() {  # field KEY : from mca.py's JSON report on stdin
+    python3 -c 'import json, sys; r = json.load(sys.stdin); print(r[sys.argv[1]])' "$1"
+}
+macs_per_cycle() {  # macs_per_cycle MODEL : from mca.py's JSON report on stdin
+    python3 -c 'import json, sys; r = json.load(sys.stdin)
+print(next(round(x["macs_per_cycle"], 1) for x in r["results"] if x["model"] == sys.argv[1]))' "$1"
+}
+json="$(mca benchmarks/aarch64/lce_bgemm_inner_loop.s --macs 4096 --json)"
+check "LCE 4x4 loop instructions" 123 "$(field loop_insns <<<"$json")"
+check "LCE 4x4 cnt bits per iteration" 4096 "$(field cnt_bits_per_iter <<<"$json")"
+check "LCE 4x4 MACs/cycle on cortex-a72 (issue 13: about 79)" 78.8 "$(macs_per_cycle cortex-a72 <<<"$json")"
+json="$(mca benchmarks/aarch64/lce_bgemm_8x4_inner_loop.s --macs 4096 --json)"
+check "LCE 8x4 loop instructions" 105 "$(field loop_insns <<<"$json")"
+check "LCE 8x4 cnt bits per iteration" 4096 "$(field cnt_bits_per_iter <<<"$json")"
+sample=benchmarks/aarch64/kernels/sample_eor_cnt_add.c
+json="$(mca "$sample" --marker sample_tile_4x2 --cflags="-O3 -mcpu=cortex-a72" --json)"
+check "sample loop cnt bits" 1024 "$(field cnt_bits_per_iter <<<"$json")"
+check "sample markers leave the loop unchanged" True "$(field markers_leave_loop_unchanged <<<"$json")"
+# The same markers moved inside the loop body: the loop's branch falls outside them.
+sed -e '/LLVM-MCA-\(BEGIN\|END\) sample_tile_4x2"/d' \
+    -e '1,/^__attribute__/s|^\( *\)uint8x16_t p0 = vld1q_u8(a0), p1|\1__asm__ volatile("// LLVM-MCA-BEGIN sample_tile_4x2");\n&|' \
+    -e '1,/^__attribute__/s|^\( *\)a0 += 16; a1 += 16; w += 64;|&\n\1__asm__ volatile("// LLVM-MCA-END sample_tile_4x2");|' \
+    "$sample" > "$work/markers_inside.c"
+err="$(mca "$work/markers_inside.c" --marker sample_tile_4x2 2>&1 >/dev/null || true)"
+check "markers inside the loop are refused" "no loop" "$(grep -o 'no loop' <<<"$err" | head -1)"
+# A marker (of another region) inside the loop that ties the pointers to registers changes the
+# loop's code, which the comparison with a marker-free compilation must notice.
+sed '1,/^__attribute__/s|^\( *\)a0 += 16; a1 += 16; w += 64;|\1__asm__ volatile("// LLVM-MCA-BEGIN inner" : "+r"(a0), "+r"(a1), "+r"(w));\n&|' \
+    "$sample" > "$work/markers_change_code.c"
+json="$(mca "$work/markers_change_code.c" --marker sample_tile_4x2 --json)"
+check "markers that change the loop are noticed" False "$(field markers_leave_loop_unchanged <<<"$json")"
+check "Swift copy mirrors PortableKernels.swift" 0 "$(python3 benchmarks/aarch64/check_swift_copy.py >/dev/null; echo $?)"
+sed 's/a0\[k\])).nonzeroBitCount/a0[k] ^ 1)).nonzeroBitCount/' benchmarks/aarch64/portable_xor_popcount_gemm.swift > "$work/drifted.swift"
+check "a drifted Swift copy is detected" 1 "$(python3 benchmarks/aarch64/check_swift_copy.py Sources/BitEngine/PortableKernels.swift "$work/drifted.swift" >/dev/null 2>&1; echo $?)"
+if [ -x /opt/swift/usr/bin/swiftc ] || command -v swiftc >/dev/null; then
+    json="$(mca benchmarks/aarch64/portable_xor_popcount_gemm.swift --function xorPopcountGemm --macs 1024 \
+        --swiftc "$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)" --json)"
+    check "portable Swift loop cnt bits (2 pixels x 512)" 1024 "$(field cnt_bits_per_iter <<<"$json")"
+else
+    echo "skip portable Swift loop: no swiftc"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

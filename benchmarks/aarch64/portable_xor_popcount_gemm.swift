@@ -1,9 +1,10 @@
 // A standalone copy of PortableKernels.xorPopcountGemm and its store helper, for llvm-mca
 // through Embedded Swift (the toolchain here has no aarch64 Linux stdlib, but
 //   swiftc -target aarch64-none-none-elf -enable-experimental-feature Embedded -O -S
-// compiles this file). It mirrors Sources/BitEngine/PortableKernels.swift: the two
-// functions' bodies are the same text (check_swift_copy.py, run by run.sh, fails when they
-// drift apart); only `public` is added, so that the compiler keeps the function.
+// compiles this file). It is the Swift kernel aarch64 ran before the engine's kernels moved
+// to C (Sources/BitEngine/PortableKernels.swift up to commit f24c6b8), kept as the baseline
+// the NEON kernels are measured against; only `public` is added, so that the compiler
+// keeps the function.
 //
 // The measured loop is the two-pixel K loop: per iteration one 512-bit weight load
 // (8 channels x 64 bits) against 2 pixels, so 8 x 2 x 64 = 1024 binary MACs.

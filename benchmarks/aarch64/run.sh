@@ -28,7 +28,6 @@ require_aarch64_tools
 command -v python3 >/dev/null || apt_install python3
 if grep -v '^\s*#' "$list" | grep -q '\.swift'; then
     require_swift
-    python3 benchmarks/aarch64/check_swift_copy.py >&2
 fi
 aarch64_versions | sed 's/^/# /' >&2
 AARCH64_CC="$AARCH64_CC" LLVM_MCA="$LLVM_MCA" \

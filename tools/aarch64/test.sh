@@ -127,9 +127,6 @@ sed '1,/^__attribute__/s|^\( *\)a0 += 16; a1 += 16; w += 64;|\1__asm__ volatile(
     "$sample" > "$work/markers_change_code.c"
 json="$(mca "$work/markers_change_code.c" --marker sample_tile_4x2 --json)"
 check "markers that change the loop are noticed" False "$(field markers_leave_loop_unchanged <<<"$json")"
-check "Swift copy mirrors PortableKernels.swift" 0 "$(python3 benchmarks/aarch64/check_swift_copy.py >/dev/null; echo $?)"
-sed 's/a0\[k\])).nonzeroBitCount/a0[k] ^ 1)).nonzeroBitCount/' benchmarks/aarch64/portable_xor_popcount_gemm.swift > "$work/drifted.swift"
-check "a drifted Swift copy is detected" 1 "$(python3 benchmarks/aarch64/check_swift_copy.py Sources/BitEngine/PortableKernels.swift "$work/drifted.swift" >/dev/null 2>&1; echo $?)"
 if [ -x /opt/swift/usr/bin/swiftc ] || command -v swiftc >/dev/null; then
     json="$(mca benchmarks/aarch64/portable_xor_popcount_gemm.swift --function xorPopcountGemm --macs 1024 \
         --swiftc "$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)" --json)"

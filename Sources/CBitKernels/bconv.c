@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-enum { BK_MAX_DIMENSION = 1 << 16, BK_MAX_KERNEL = 64 };
+enum { BK_MAX_DIMENSION = 1 << 16, BK_MAX_CHANNELS = 1 << 24, BK_MAX_KERNEL = 64 };
 
 static uint64_t last_word_mask(int32_t channels) {
     int32_t used = channels % 64;
@@ -15,10 +15,13 @@ static uint64_t last_word_mask(int32_t channels) {
 }
 
 static int validate(const bk_bconv_desc *d, char *error, size_t error_size) {
-    const int32_t dims[] = {d->in_h, d->in_w, d->in_c, d->out_h, d->out_w, d->out_c};
-    for (int i = 0; i < 6; i++)
+    const int32_t dims[] = {d->in_h, d->in_w, d->out_h, d->out_w}, channels[] = {d->in_c, d->out_c};
+    for (int i = 0; i < 4; i++)
         if (dims[i] < 1 || dims[i] > BK_MAX_DIMENSION)
-            return bk_fail(error, error_size, "binary conv: dimension %d is outside 1...%d", dims[i], BK_MAX_DIMENSION);
+            return bk_fail(error, error_size, "binary conv: height or width %d is outside 1...%d", dims[i], BK_MAX_DIMENSION);
+    for (int i = 0; i < 2; i++)
+        if (channels[i] < 1 || channels[i] > BK_MAX_CHANNELS)
+            return bk_fail(error, error_size, "binary conv: channel count %d is outside 1...%d", channels[i], BK_MAX_CHANNELS);
     if (d->kernel_h < 1 || d->kernel_w < 1 || d->kernel_h > BK_MAX_KERNEL || d->kernel_w > BK_MAX_KERNEL)
         return bk_fail(error, error_size, "binary conv: kernel %dx%d is outside 1...%d", d->kernel_h, d->kernel_w, BK_MAX_KERNEL);
     if (d->stride_h < 1 || d->stride_w < 1 || d->stride_h > BK_MAX_KERNEL || d->stride_w > BK_MAX_KERNEL)
@@ -44,8 +47,9 @@ const bk_bconv_variant *const *bk_bconv_variants(bk_isa isa, int32_t *count) {
     static const bk_bconv_variant *const avx512[] = {&bk_bconv_avx512_8x16};
 #endif
 #if defined(__aarch64__)
-    static const bk_bconv_variant *const neon[] = {&bk_bconv_neon_4x8, &bk_bconv_portable_4x8};
-    static const bk_bconv_variant *const dotprod[] = {&bk_bconv_neon_dotprod_4x8, &bk_bconv_neon_4x8, &bk_bconv_portable_4x8};
+    static const bk_bconv_variant *const neon[] = {&bk_bconv_neon_4x8, &bk_bconv_neon_4x8_wide};
+    static const bk_bconv_variant *const dotprod[] = {&bk_bconv_neon_dotprod_4x8, &bk_bconv_neon_dotprod_4x8_wide,
+                                                     &bk_bconv_neon_4x8};
 #endif
 #define BK_LIST(list) (*count = (int32_t)(sizeof(list) / sizeof((list)[0])), (list))
     switch (isa) {
@@ -185,8 +189,24 @@ done:
     return status;
 }
 
-int bk_bconv_create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_isa isa, bk_bconv **result,
-                    char *error, size_t error_size) {
+const char *bk_bconv_kernel_name(bk_isa isa, int32_t index) {
+    int32_t count = 0;
+    const bk_bconv_variant *const *list = bk_bconv_variants(isa, &count);
+    return index >= 0 && index < count ? list[index]->name : NULL;
+}
+
+int32_t bk_bconv_kernel_max_depth(const char *kernel_name) {
+    for (int isa = 0; isa < BK_ISA_COUNT; isa++) {
+        int32_t count = 0;
+        const bk_bconv_variant *const *list = bk_bconv_variants((bk_isa)isa, &count);
+        for (int32_t i = 0; i < count; i++)
+            if (!strcmp(list[i]->name, kernel_name)) return list[i]->max_k_words;
+    }
+    return -1;
+}
+
+static int create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_isa isa, const char *kernel_name,
+                  bk_bconv **result, char *error, size_t error_size) {
     *result = NULL;
     if (!bk_isa_supported(isa))
         return bk_fail(error, error_size, "binary conv: instruction set %s is not available on this CPU", bk_isa_name(isa));
@@ -201,10 +221,19 @@ int bk_bconv_create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk
     k->out_words = (desc->out_c + 63) / 64;
     k->taps = desc->kernel_h * desc->kernel_w;
     k->k_words = k->taps * k->in_words;
-    k->variant = select_variant(isa, k->k_words);
+    if (kernel_name) {
+        int32_t count = 0;
+        const bk_bconv_variant *const *list = bk_bconv_variants(isa, &count);
+        for (int32_t i = 0; i < count && !k->variant; i++)
+            if (!strcmp(list[i]->name, kernel_name) && (!list[i]->max_k_words || k->k_words <= list[i]->max_k_words))
+                k->variant = list[i];
+    } else {
+        k->variant = select_variant(isa, k->k_words);
+    }
     if (!k->variant) {
         free(k);
-        return bk_fail(error, error_size, "binary conv: no %s kernel accepts %d words per pixel", bk_isa_name(isa), k->k_words);
+        return bk_fail(error, error_size, "binary conv: no %s kernel%s%s accepts %d words per pixel", bk_isa_name(isa),
+                       kernel_name ? " named " : "", kernel_name ? kernel_name : "", k->k_words);
     }
     const int32_t G = k->variant->channel_group;
     k->padded_channels = BK_ROUND_UP(desc->out_c, G);
@@ -244,6 +273,23 @@ int bk_bconv_create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk
     k->scratch_bytes = k->direct ? 64 : BK_ROUND_UP((size_t)block * (size_t)k->k_words * 8, 64);
     *result = k;
     return 0;
+}
+
+int bk_bconv_create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_isa isa, bk_bconv **result,
+                    char *error, size_t error_size) {
+    return create(desc, params, isa, NULL, result, error, error_size);
+}
+
+int bk_bconv_create_with_kernel(const bk_bconv_desc *desc, const bk_bconv_params *params, const char *kernel_name,
+                                bk_bconv **result, char *error, size_t error_size) {
+    // The family is the first that lists the name; the variant's own ISA must be runnable.
+    for (int isa = 0; isa < BK_ISA_COUNT; isa++) {
+        for (int32_t i = 0; bk_bconv_kernel_name((bk_isa)isa, i); i++)
+            if (!strcmp(bk_bconv_kernel_name((bk_isa)isa, i), kernel_name))
+                return create(desc, params, (bk_isa)isa, kernel_name, result, error, error_size);
+    }
+    *result = NULL;
+    return bk_fail(error, error_size, "binary conv: no micro-kernel named %s in this build", kernel_name);
 }
 
 void bk_bconv_info(const bk_bconv *k, bk_kernel_info *info) {

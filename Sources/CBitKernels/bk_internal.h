@@ -147,7 +147,9 @@ extern const bk_bconv_variant bk_bconv_portable_4x8;
 extern const bk_bconv_variant bk_bconv_avx2_4x8;
 extern const bk_bconv_variant bk_bconv_avx512_8x16;
 extern const bk_bconv_variant bk_bconv_neon_4x8;
+extern const bk_bconv_variant bk_bconv_neon_4x8_wide;
 extern const bk_bconv_variant bk_bconv_neon_dotprod_4x8;
+extern const bk_bconv_variant bk_bconv_neon_dotprod_4x8_wide;
 
 extern const bk_fconv_variant bk_fconv_portable;
 extern const bk_fconv_variant bk_fconv_avx2;

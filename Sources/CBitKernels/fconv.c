@@ -5,7 +5,7 @@
 #include "bk_internal.h"
 #include "bk_layout_group.h"
 
-enum { BK_MAX_DIMENSION = 1 << 16, BK_MAX_KERNEL = 64 };
+enum { BK_MAX_DIMENSION = 1 << 16, BK_MAX_CHANNELS = 1 << 24, BK_MAX_KERNEL = 64 };
 
 const bk_fconv_variant *bk_fconv_variant_for(bk_isa isa) {
     switch (isa) {
@@ -27,10 +27,13 @@ int bk_fconv_create(const bk_fconv_desc *d, const float *weights, const float *b
     *result = NULL;
     if (!bk_isa_supported(isa))
         return bk_fail(error, error_size, "float conv: instruction set %s is not available on this CPU", bk_isa_name(isa));
-    const int32_t dims[] = {d->in_h, d->in_w, d->in_c, d->out_h, d->out_w, d->out_c};
-    for (int i = 0; i < 6; i++)
+    const int32_t dims[] = {d->in_h, d->in_w, d->out_h, d->out_w}, channels[] = {d->in_c, d->out_c};
+    for (int i = 0; i < 4; i++)
         if (dims[i] < 1 || dims[i] > BK_MAX_DIMENSION)
-            return bk_fail(error, error_size, "float conv: dimension %d is outside 1...%d", dims[i], BK_MAX_DIMENSION);
+            return bk_fail(error, error_size, "float conv: height or width %d is outside 1...%d", dims[i], BK_MAX_DIMENSION);
+    for (int i = 0; i < 2; i++)
+        if (channels[i] < 1 || channels[i] > BK_MAX_CHANNELS)
+            return bk_fail(error, error_size, "float conv: channel count %d is outside 1...%d", channels[i], BK_MAX_CHANNELS);
     if (d->kernel_h < 1 || d->kernel_w < 1 || d->kernel_h > BK_MAX_KERNEL || d->kernel_w > BK_MAX_KERNEL ||
         d->stride_h < 1 || d->stride_w < 1 || d->stride_h > BK_MAX_KERNEL || d->stride_w > BK_MAX_KERNEL ||
         d->pad_top < 0 || d->pad_left < 0 || d->pad_top > BK_MAX_KERNEL || d->pad_left > BK_MAX_KERNEL)

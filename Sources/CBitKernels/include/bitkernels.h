@@ -99,6 +99,15 @@ typedef struct {
 /// Creates the kernel for one layer; returns 0, or -1 with a message in `error`.
 int bk_bconv_create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_isa isa,
                     bk_bconv **kernel, char *error, size_t error_size);
+/// The same with one named micro-kernel (conformance tests and benchmarks): it must be
+/// compiled in, runnable on this CPU and accept the layer's depth.
+int bk_bconv_create_with_kernel(const bk_bconv_desc *desc, const bk_bconv_params *params, const char *kernel_name,
+                                bk_bconv **kernel, char *error, size_t error_size);
+/// Deepest receptive field (words per output pixel) the named micro-kernel accepts; 0: any,
+/// -1: no such kernel.
+int32_t bk_bconv_kernel_max_depth(const char *kernel_name);
+/// Name of the index-th micro-kernel the family offers, in order of preference; NULL past the end.
+const char *bk_bconv_kernel_name(bk_isa isa, int32_t index);
 void bk_bconv_info(const bk_bconv *kernel, bk_kernel_info *info);
 /// Output pixels [pixel_begin, pixel_end) and channels [channel_begin, channel_end).
 /// input: packed bits; residual: floats (or NULL); output: floats or packed words.

@@ -15,9 +15,14 @@ final class BinaryConvolutionStep: PlannedStep {
         case sign(direction: [Int32], threshold: [Int32])
     }
 
-    private let kernel: NativeBinaryConvolution
-    private let split: WorkSplit
-    private let residual: Bool
+    let kernel: NativeBinaryConvolution
+    let split: WorkSplit
+    let residual: Bool
+    // What the kernel was made from, for kernel traces (KernelTrace.swift): the model's own
+    // tensor (no copy) and the per-channel output transform.
+    let descriptor: bk_bconv_desc
+    let weights: Tensor
+    let epilogue: Output
 
     override var kind: String { outputShape.kind == .bits ? "binaryConv2d->bits" : "binaryConv2d" }
     override var kernelName: String? { kernel.info.name }
@@ -64,6 +69,9 @@ final class BinaryConvolutionStep: PlannedStep {
             }
         }
         self.residual = residual != nil
+        self.descriptor = descriptor
+        self.weights = packed
+        self.epilogue = epilogue
         split = WorkSplit(pixels: outputShape.pixels, channels: outputShape.channels, kernel: kernel.info, threads: threads)
         super.init(label: label, inputs: residual.map { [input, $0] } ?? [input], output: output, outputShape: outputShape)
     }

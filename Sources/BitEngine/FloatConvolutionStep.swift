@@ -5,8 +5,9 @@ import CBitKernels
 /// and a register-blocked FMA GEMM in CBitKernels, which packs the weights for the
 /// micro-kernel it chose.
 final class FloatConvolutionStep: PlannedStep {
-    private let kernel: NativeFloatConvolution
-    private let split: WorkSplit
+    let kernel: NativeFloatConvolution
+    let split: WorkSplit
+    let descriptor: bk_fconv_desc
 
     override var kind: String { "conv2d" }
     override var kernelName: String? { kernel.info.name }
@@ -22,6 +23,7 @@ final class FloatConvolutionStep: PlannedStep {
             stride_h: Int32(window.strideH), stride_w: Int32(window.strideW),
             pad_top: Int32(window.padTop), pad_left: Int32(window.padLeft))
         kernel = try NativeFloatConvolution(label: label, descriptor: descriptor, weights: weights, bias: bias, kernels: kernels)
+        self.descriptor = descriptor
         split = WorkSplit(pixels: outputShape.pixels, channels: outputShape.channels, kernel: kernel.info, threads: threads)
         super.init(label: label, inputs: [input], output: output, outputShape: outputShape)
     }

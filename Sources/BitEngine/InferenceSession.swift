@@ -72,11 +72,26 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Runs the model on `input` (the model's declared input layout) into `output`.
     public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>) throws {
-        guard input.count == inputElementCount else {
-            throw InferenceError("input has \(input.count) values, the model takes \(inputElementCount) (\(model.metadata.input.shape) \(model.metadata.input.layout.rawValue))")
-        }
         guard output.count == outputElementCount else {
             throw InferenceError("output buffer has \(output.count) values, the model produces \(outputElementCount)")
+        }
+        try execute(input: input) { step, context in step.execute(context) } finish: { context in
+            Layout.fromNHWC(context.floats(at: plan.outputOffset), layout: model.metadata.output.layout,
+                            shape: outputShape, into: output.baseAddress!, kernels: kernels)
+        }
+    }
+
+    /// Runs every step through `perform` (which must execute it), for kernel traces.
+    func runTracing(_ input: [Float], _ perform: (PlannedStep, ExecutionContext) throws -> Void) throws {
+        try input.withUnsafeBufferPointer { buffer in
+            try execute(input: buffer, perform) { _ in }
+        }
+    }
+
+    private func execute(input: UnsafeBufferPointer<Float>, _ perform: (PlannedStep, ExecutionContext) throws -> Void,
+                         finish: (ExecutionContext) -> Void) throws {
+        guard input.count == inputElementCount else {
+            throw InferenceError("input has \(input.count) values, the model takes \(inputElementCount) (\(model.metadata.input.shape) \(model.metadata.input.layout.rawValue))")
         }
         lock.lock()
         defer { lock.unlock() }
@@ -85,9 +100,8 @@ public final class InferenceSession: @unchecked Sendable {
                                        scratchStride: plan.scratchBytesPerThread, pool: pool, kernels: kernels)
         Layout.toNHWC(input.baseAddress!, layout: model.metadata.input.layout, shape: inputShape,
                       into: context.floats(at: plan.inputOffset), kernels: kernels)
-        for step in plan.steps { step.execute(context) }
-        Layout.fromNHWC(context.floats(at: plan.outputOffset), layout: model.metadata.output.layout,
-                        shape: outputShape, into: output.baseAddress!, kernels: kernels)
+        for step in plan.steps { try perform(step, context) }
+        finish(context)
     }
 }
 

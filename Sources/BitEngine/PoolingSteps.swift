@@ -4,8 +4,8 @@ import CBitKernels
 /// Max or average pooling over a window. Max ignores padded positions; average divides by
 /// the window's valid count, or the full window size when `countIncludesPadding`.
 final class PoolStep: PlannedStep {
-    private let descriptor: bk_pool_desc
-    private let isMax: Bool
+    let descriptor: bk_pool_desc
+    let isMax: Bool
     override var kind: String { isMax ? "maxPool" : "averagePool" }
 
     init(label: String, input: ValueID, output: ValueID, inputShape: ValueShape, outputShape: ValueShape, pool: Pool2DLayer) {
@@ -38,7 +38,7 @@ final class PoolStep: PlannedStep {
 
 /// Mean over all pixels per channel, split over threads by channels.
 final class GlobalAveragePoolStep: PlannedStep {
-    private let inputShape: ValueShape
+    let inputShape: ValueShape
     override var kind: String { "globalAveragePool" }
 
     init(label: String, input: ValueID, output: ValueID, inputShape: ValueShape, outputShape: ValueShape) {
@@ -50,14 +50,20 @@ final class GlobalAveragePoolStep: PlannedStep {
         let input = UnsafePointer(context.floats(at: inputOffsets[0])), output = context.floats(at: outputOffset)
         let isa = context.kernels.isa
         let pixels = inputShape.pixels, channels = inputShape.channels
-        // Whole cache lines of channels per task, so threads never share one.
-        let (chunks, size) = partition(channels, parts: context.pool.threadCount, minimum: max(16, 65_536 / max(pixels, 1)))
+        let ranges = channelRanges(threads: context.pool.threadCount)
+        context.pool.run(tasks: ranges.count) { task, _ in
+            bk_global_average_pool(isa, input, pixels, channels, output, ranges[task].lowerBound, ranges[task].upperBound)
+        }
+    }
+
+    /// One channel range per thread, whole cache lines each, so threads never share one.
+    func channelRanges(threads: Int) -> [Range<Int>] {
+        let pixels = inputShape.pixels, channels = inputShape.channels
+        let (chunks, size) = partition(channels, parts: threads, minimum: max(16, 65_536 / max(pixels, 1)))
         let aligned = (size + 15) / 16 * 16
-        context.pool.run(tasks: chunks) { task, _ in
+        return (0..<chunks).compactMap { task in
             let start = task * aligned
-            if start < channels {
-                bk_global_average_pool(isa, input, pixels, channels, output, start, min(channels, start + aligned))
-            }
+            return start < channels ? start..<min(channels, start + aligned) : nil
         }
     }
 }

@@ -237,8 +237,19 @@ static int create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_i
     }
     const int32_t G = k->variant->channel_group;
     k->padded_channels = BK_ROUND_UP(desc->out_c, G);
-    k->direct = desc->kernel_h == 1 && desc->kernel_w == 1 && desc->stride_h == 1 && desc->stride_w == 1 &&
-                desc->pad_top == 0 && desc->pad_left == 0 && desc->in_h == desc->out_h && desc->in_w == desc->out_w;
+    k->segments = desc->kernel_h;
+    k->segment_words = desc->kernel_w * k->in_words;
+    k->row_inside = bk_alloc((size_t)desc->out_h);
+    k->column_inside = bk_alloc((size_t)desc->out_w);
+    if (!k->row_inside || !k->column_inside) { bk_bconv_destroy(k); return bk_fail(error, error_size, "binary conv: out of memory"); }
+    for (int32_t oy = 0; oy < desc->out_h; oy++) {
+        const int64_t iy = (int64_t)oy * desc->stride_h - desc->pad_top;
+        k->row_inside[oy] = iy >= 0 && iy + desc->kernel_h <= desc->in_h;
+    }
+    for (int32_t ox = 0; ox < desc->out_w; ox++) {
+        const int64_t ix = (int64_t)ox * desc->stride_w - desc->pad_left;
+        k->column_inside[ox] = ix >= 0 && ix + desc->kernel_w <= desc->in_w;
+    }
 
     // Weights, with every channel whose threshold compares downwards inverted: -dot(x, w) =
     // dot(x, ~w), so "direction * dot >= t" becomes "dot(x, ~w) >= t" (bits of ~w past in_c
@@ -264,13 +275,11 @@ static int create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_i
     }
     if (build_tables(k, params, error, error_size)) { bk_bconv_destroy(k); return -1; }
 
-    // Blocks whose im2col rows stay within about 32 KB (L1 on every target), a whole
-    // number of tiles.
+    // Tasks of up to 256 pixels, a whole number of tiles; the scratch holds the im2col rows
+    // of one border tile.
     const int32_t tile = k->variant->tile_pixels;
-    int32_t block = (int32_t)(32768 / ((size_t)k->k_words * 8));
-    block = BK_MAX(tile, BK_MIN(256, block)) / tile * tile;
-    k->block_pixels = block;
-    k->scratch_bytes = k->direct ? 64 : BK_ROUND_UP((size_t)block * (size_t)k->k_words * 8, 64);
+    k->block_pixels = BK_MAX(tile, 256 / tile * tile);
+    k->scratch_bytes = BK_ROUND_UP((size_t)tile * (size_t)k->k_words * 8, 64);
     *result = k;
     return 0;
 }
@@ -305,6 +314,8 @@ void bk_bconv_destroy(bk_bconv *k) {
     if (!k) return;
     bk_free(k->weights);
     bk_free(k->padding_word);
+    bk_free(k->row_inside);
+    bk_free(k->column_inside);
     bk_free(k->row_class);
     bk_free(k->column_class);
     bk_free(k->table);
@@ -322,37 +333,29 @@ BK_ALWAYS_INLINE void copy_words(uint64_t *destination, const uint64_t *source, 
     }
 }
 
-/// Receptive fields of output pixels [first, first + count) as rows of k_words words, in
-/// (ky, kx, word) order, the order weights are packed in.
-static void im2col(const bk_bconv *k, const uint64_t *input, int32_t first, int32_t count, uint64_t *rows) {
+/// The receptive field of output pixel (oy, ox) as one row of k_words words in (ky, kx,
+/// word) order, padded taps filled with the padding word.
+static void im2col_pixel(const bk_bconv *k, const uint64_t *input, int32_t oy, int32_t ox, uint64_t *out) {
     const bk_bconv_desc *d = &k->desc;
     const int32_t W = k->in_words, kw = d->kernel_w;
-    const size_t segment = (size_t)kw * (size_t)W;
-    uint64_t *destination = rows;
-    int32_t oy = first / d->out_w, ox = first % d->out_w;
-    for (int32_t n = 0; n < count; n++) {
-        const int32_t iy0 = oy * d->stride_h - d->pad_top, ix0 = ox * d->stride_w - d->pad_left;
-        const int columns_inside = ix0 >= 0 && ix0 + kw <= d->in_w;
-        uint64_t *out = destination;
-        for (int32_t ky = 0; ky < d->kernel_h; ky++) {
-            const int32_t iy = iy0 + ky;
-            if (iy < 0 || iy >= d->in_h) {
-                for (int32_t kx = 0; kx < kw; kx++, out += W) copy_words(out, k->padding_word, (size_t)W);
-                continue;
-            }
-            const uint64_t *row = input + (size_t)iy * (size_t)d->in_w * (size_t)W;
-            if (columns_inside) {
-                copy_words(out, row + (size_t)ix0 * (size_t)W, segment);
-                out += segment;
-            } else {
-                for (int32_t kx = 0; kx < kw; kx++, out += W) {
-                    const int32_t ix = ix0 + kx;
-                    copy_words(out, (ix < 0 || ix >= d->in_w) ? k->padding_word : row + (size_t)ix * (size_t)W, (size_t)W);
-                }
+    const int32_t iy0 = oy * d->stride_h - d->pad_top, ix0 = ox * d->stride_w - d->pad_left;
+    const int columns_inside = ix0 >= 0 && ix0 + kw <= d->in_w;
+    for (int32_t ky = 0; ky < d->kernel_h; ky++) {
+        const int32_t iy = iy0 + ky;
+        if (iy < 0 || iy >= d->in_h) {
+            for (int32_t kx = 0; kx < kw; kx++, out += W) copy_words(out, k->padding_word, (size_t)W);
+            continue;
+        }
+        const uint64_t *row = input + (size_t)iy * (size_t)d->in_w * (size_t)W;
+        if (columns_inside) {
+            copy_words(out, row + (size_t)ix0 * (size_t)W, (size_t)k->segment_words);
+            out += k->segment_words;
+        } else {
+            for (int32_t kx = 0; kx < kw; kx++, out += W) {
+                const int32_t ix = ix0 + kx;
+                copy_words(out, (ix < 0 || ix >= d->in_w) ? k->padding_word : row + (size_t)ix * (size_t)W, (size_t)W);
             }
         }
-        destination += k->k_words;
-        if (++ox == d->out_w) { ox = 0; oy++; }
     }
 }
 
@@ -361,39 +364,48 @@ void bk_bconv_run(const bk_bconv *k, const uint64_t *input, const float *residua
     const bk_bconv_desc *d = &k->desc;
     const int bits = d->output == BK_OUTPUT_BITS;
     const int32_t tile_pixels = k->variant->tile_pixels;
+    const size_t W = (size_t)k->in_words;
     const size_t out_row = bits ? (size_t)k->out_words * 8 : (size_t)d->out_c * sizeof(float);
     // Bytes of a packed output row past the last channel group: this task clears them when
     // it owns the last channel, so padding bits stay 0 whatever the arena held.
     const size_t written_bytes = (size_t)k->padded_channels / 8;
     const int clear_tail = bits && channel_end == d->out_c && written_bytes < out_row;
-    for (int32_t block = pixel_begin; block < pixel_end; block += k->block_pixels) {
-        const int32_t count = BK_MIN(k->block_pixels, pixel_end - block);
-        const uint64_t *rows;
-        size_t lda;
-        if (k->direct) {
-            rows = input + (size_t)block * (size_t)k->in_words;
-            lda = (size_t)k->in_words;
+    uint64_t *rows = (uint64_t *)scratch;
+    // (oy, ox) of the tile's first pixel, advanced without divisions.
+    int32_t oy = pixel_begin / d->out_w, ox = pixel_begin % d->out_w;
+    const size_t row_stride = (size_t)d->in_w * W;
+    for (int32_t first = pixel_begin; first < pixel_end; first += tile_pixels) {
+        bk_btile tile;
+        tile.pixels = BK_MIN(tile_pixels, pixel_end - first);
+        int32_t y[BK_TILE_MAX_PIXELS], x[BK_TILE_MAX_PIXELS];
+        int inside = 1;
+        for (int32_t i = 0; i < tile.pixels; i++) {
+            y[i] = oy;
+            x[i] = ox;
+            const int32_t pixel = first + i;
+            inside &= k->row_inside[oy] & k->column_inside[ox];
+            const int32_t q = k->row_class[oy] * k->column_classes + k->column_class[ox];
+            tile.table[i] = (const uint8_t *)k->table + (size_t)q * k->table_stride_bytes;
+            tile.out[i] = (uint8_t *)output + (size_t)pixel * out_row;
+            tile.residual[i] = residual ? residual + (size_t)pixel * (size_t)d->out_c : NULL;
+            if (++ox == d->out_w) { ox = 0; oy++; }
+        }
+        if (inside) {
+            // Every window lies inside the input: read it there, one kernel row at a time.
+            tile.segment_stride = row_stride;
+            for (int32_t i = 0; i < tile.pixels; i++)
+                tile.a[i] = input + (size_t)(y[i] * d->stride_h - d->pad_top) * row_stride +
+                            (size_t)(x[i] * d->stride_w - d->pad_left) * W;
         } else {
-            im2col(k, input, block, count, (uint64_t *)scratch);
-            rows = (const uint64_t *)scratch;
-            lda = (size_t)k->k_words;
-        }
-        for (int32_t t = 0; t < count; t += tile_pixels) {
-            bk_btile tile;
-            tile.a = rows + (size_t)t * lda;
-            tile.lda = lda;
-            tile.pixels = BK_MIN(tile_pixels, count - t);
+            tile.segment_stride = (size_t)k->segment_words;
             for (int32_t i = 0; i < tile.pixels; i++) {
-                const int32_t pixel = block + t + i;
-                const int32_t q = k->row_class[pixel / d->out_w] * k->column_classes + k->column_class[pixel % d->out_w];
-                tile.table[i] = (const uint8_t *)k->table + (size_t)q * k->table_stride_bytes;
-                tile.out[i] = (uint8_t *)output + (size_t)pixel * out_row;
-                tile.residual[i] = residual ? residual + (size_t)pixel * (size_t)d->out_c : NULL;
+                uint64_t *row = rows + (size_t)i * (size_t)k->k_words;
+                im2col_pixel(k, input, y[i], x[i], row);
+                tile.a[i] = row;
             }
-            k->variant->tile(k, &tile, channel_begin, channel_end);
-            if (clear_tail)
-                for (int32_t i = 0; i < tile.pixels; i++)
-                    memset((uint8_t *)tile.out[i] + written_bytes, 0, out_row - written_bytes);
         }
+        k->variant->tile(k, &tile, channel_begin, channel_end);
+        if (clear_tail)
+            for (int32_t i = 0; i < tile.pixels; i++) memset((uint8_t *)tile.out[i] + written_bytes, 0, out_row - written_bytes);
     }
 }

@@ -13,22 +13,30 @@ BK_ALWAYS_INLINE TARGET_AVX2 void tile256(const bk_bconv *k, const bk_btile *t, 
     const __m256i lookup = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                             0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low = _mm256_set1_epi8(0x0f);
-    const size_t depth = (size_t)k->k_words;
+    const size_t depth = (size_t)k->k_words, run = (size_t)k->segment_words;
     const uint64_t *w = k->weights + (size_t)(c0 / 8) * depth * 8;
-    const uint64_t *a = t->a;
-    const size_t lda = t->lda;
     __m256i total[4][2];
     for (int i = 0; i < np; i++) total[i][0] = total[i][1] = _mm256_setzero_si256();
-    size_t kk = 0;
+    // Depth position kk runs over the segments; byte counters are summed every 31 words.
+    size_t kk = 0, in_run = 0;
+    int32_t segment = 0;
+    const uint64_t *a[4];
+    for (int i = 0; i < np; i++) a[i] = t->a[i];
     while (kk < depth) {
         const size_t end = kk + 31 < depth ? kk + 31 : depth;
         __m256i bytes[4][2];
         for (int i = 0; i < np; i++) bytes[i][0] = bytes[i][1] = _mm256_setzero_si256();
         for (; kk < end; kk++) {
+            if (in_run == run) {
+                in_run = 0;
+                segment++;
+                for (int i = 0; i < np; i++) a[i] = t->a[i] + (size_t)segment * t->segment_stride;
+            }
+            const size_t j = in_run++;
             const __m256i w0 = _mm256_load_si256((const __m256i *)(w + kk * 8));
             const __m256i w1 = _mm256_load_si256((const __m256i *)(w + kk * 8 + 4));
             for (int i = 0; i < np; i++) {
-                const __m256i av = _mm256_set1_epi64x((long long)a[(size_t)i * lda + kk]);
+                const __m256i av = _mm256_set1_epi64x((long long)a[i][j]);
                 const __m256i x0 = _mm256_xor_si256(av, w0), x1 = _mm256_xor_si256(av, w1);
                 const __m256i c0v = _mm256_add_epi8(_mm256_shuffle_epi8(lookup, _mm256_and_si256(x0, low)),
                                                     _mm256_shuffle_epi8(lookup, _mm256_and_si256(_mm256_srli_epi16(x0, 4), low)));

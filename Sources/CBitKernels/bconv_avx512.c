@@ -11,22 +11,25 @@
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,avx2,fma,popcnt")))
 
 BK_ALWAYS_INLINE TARGET_AVX512 void tile512(const bk_bconv *k, const bk_btile *t, int32_t c0, const int np, const int ng) {
-    const size_t depth = (size_t)k->k_words;
+    const size_t depth = (size_t)k->k_words, run = (size_t)k->segment_words;
     const uint64_t *w0 = k->weights + (size_t)(c0 / 8) * depth * 8;
     const uint64_t *w1 = w0 + depth * 8;
-    const uint64_t *a = t->a;
-    const size_t lda = t->lda;
     __m512i acc[8][2];
     for (int i = 0; i < np; i++)
         for (int g = 0; g < ng; g++) acc[i][g] = _mm512_setzero_si512();
-    for (size_t kk = 0; kk < depth; kk++) {
-        __m512i wv[2];
-        wv[0] = _mm512_load_si512((const void *)(w0 + kk * 8));
-        if (ng > 1) wv[1] = _mm512_load_si512((const void *)(w1 + kk * 8));
-        for (int i = 0; i < np; i++) {
-            __m512i av = _mm512_set1_epi64((long long)a[(size_t)i * lda + kk]);
-            for (int g = 0; g < ng; g++)
-                acc[i][g] = _mm512_add_epi64(acc[i][g], _mm512_popcnt_epi64(_mm512_xor_si512(av, wv[g])));
+    size_t kk = 0;
+    for (int32_t segment = 0; segment < k->segments; segment++) {
+        const uint64_t *a[8];
+        for (int i = 0; i < np; i++) a[i] = t->a[i] + (size_t)segment * t->segment_stride;
+        for (size_t j = 0; j < run; j++, kk++) {
+            __m512i wv[2];
+            wv[0] = _mm512_load_si512((const void *)(w0 + kk * 8));
+            if (ng > 1) wv[1] = _mm512_load_si512((const void *)(w1 + kk * 8));
+            for (int i = 0; i < np; i++) {
+                __m512i av = _mm512_set1_epi64((long long)a[i][j]);
+                for (int g = 0; g < ng; g++)
+                    acc[i][g] = _mm512_add_epi64(acc[i][g], _mm512_popcnt_epi64(_mm512_xor_si512(av, wv[g])));
+            }
         }
     }
     if (k->desc.output == BK_OUTPUT_BITS) {

@@ -33,15 +33,18 @@ BK_ALWAYS_INLINE void store_outputs(const bk_bconv *k, const bk_btile *t, int32_
 }
 
 static void tile_portable(const bk_bconv *k, const bk_btile *t, int32_t c_begin, int32_t c_end) {
-    const size_t depth = (size_t)k->k_words;
+    const size_t depth = (size_t)k->k_words, run = (size_t)k->segment_words;
     for (int32_t c0 = c_begin; c0 < c_end; c0 += 8) {
-        const uint64_t *w = k->weights + (size_t)(c0 / 8) * depth * 8;
+        const uint64_t *group = k->weights + (size_t)(c0 / 8) * depth * 8;
         uint32_t counts[4][8] = {{0}};
         for (int32_t i = 0; i < t->pixels; i++) {
-            const uint64_t *a = t->a + (size_t)i * t->lda;
-            for (size_t kk = 0; kk < depth; kk++) {
-                const uint64_t x = a[kk];
-                for (int32_t j = 0; j < 8; j++) counts[i][j] += (uint32_t)__builtin_popcountll(x ^ w[kk * 8 + (size_t)j]);
+            const uint64_t *w = group;
+            for (int32_t segment = 0; segment < k->segments; segment++) {
+                const uint64_t *a = t->a[i] + (size_t)segment * t->segment_stride;
+                for (size_t kk = 0; kk < run; kk++, w += 8) {
+                    const uint64_t x = a[kk];
+                    for (int32_t j = 0; j < 8; j++) counts[i][j] += (uint32_t)__builtin_popcountll(x ^ w[j]);
+                }
             }
         }
         store_outputs(k, t, c0, counts);

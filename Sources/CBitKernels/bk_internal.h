@@ -25,13 +25,16 @@ int bk_fail(char *error, size_t error_size, const char *format, ...) __attribute
 
 enum { BK_TILE_MAX_PIXELS = 8 };
 
-/// Up to BK_TILE_MAX_PIXELS output pixels whose operand rows are ready: `a` holds `pixels`
-/// rows of `k_words` words, `lda` words apart (im2col rows, or the input itself for a 1x1
-/// stride-1 layer). `table` points at each pixel's border-pattern row of the output
-/// transform (see bk_bconv below); `out` at its output row; `residual` at its shortcut row.
+/// Up to BK_TILE_MAX_PIXELS output pixels whose receptive fields are ready to read. A
+/// receptive field is `segments` runs of `segment_words` words (one run per kernel row,
+/// kernel_w * in_words words in (kx, word) order), the runs `segment_stride` words apart:
+/// straight from the input for pixels whose window lies inside it (stride = one input row),
+/// or from im2col rows for pixels at a border (stride = segment_words). `table` points at
+/// each pixel's border-pattern row of the output transform (see bk_bconv below), `out` at
+/// its output row, `residual` at its shortcut row.
 typedef struct {
-    const uint64_t *a;
-    size_t lda;
+    const uint64_t *a[BK_TILE_MAX_PIXELS];
+    size_t segment_stride;
     int32_t pixels;
     const void *table[BK_TILE_MAX_PIXELS];
     void *out[BK_TILE_MAX_PIXELS];
@@ -81,10 +84,12 @@ struct bk_bconv {
     const bk_bconv_variant *variant;
     int32_t in_words, out_words;
     int32_t taps, k_words;
+    int32_t segments, segment_words;  // kernel_h runs of kernel_w * in_words words
     int32_t padded_channels;    // out_c rounded up to the variant's channel group
     uint64_t *weights;          // bk_layout_group.h layout
     uint64_t *padding_word;     // in_words words: the value of a padded tap
-    int32_t direct;             // 1x1, stride 1, no padding: the input rows are the operand rows
+    uint8_t *row_inside;        // out_h: 1 when every kernel row of output row oy is inside the input
+    uint8_t *column_inside;     // out_w: the same for columns
     // Border patterns: pattern(pixel) = row_class[oy] * column_classes + column_class[ox].
     int32_t patterns, column_classes;
     int32_t *row_class;

@@ -80,6 +80,15 @@ void bk_fconv_info(const bk_fconv *k, bk_kernel_info *info) {
     info->kernel_name = k->variant->name;
 }
 
+void bk_fconv_copy_parameters(const bk_fconv *k, float *weights, float *bias) {
+    const size_t G = (size_t)k->variant->channel_group;
+    for (int32_t o = 0; o < k->desc.out_c; o++) {
+        for (int32_t kk = 0; kk < k->k; kk++)
+            weights[(size_t)o * (size_t)k->k + (size_t)kk] = k->weights[bk_group_index((size_t)o, (size_t)kk, (size_t)k->k, G)];
+        bias[o] = k->bias[o];
+    }
+}
+
 void bk_fconv_destroy(bk_fconv *k) {
     if (!k) return;
     bk_free(k->weights);

@@ -132,6 +132,9 @@ typedef struct bk_fconv bk_fconv;
 int bk_fconv_create(const bk_fconv_desc *desc, const float *weights, const float *bias, bk_isa isa,
                     bk_fconv **kernel, char *error, size_t error_size);
 void bk_fconv_info(const bk_fconv *kernel, bk_kernel_info *info);
+/// The layer's weights ([out_c][kernel_h][kernel_w][in_c]) and bias as given to create
+/// (packing is a permutation, so this is exact): for traces and diagnostics.
+void bk_fconv_copy_parameters(const bk_fconv *kernel, float *weights, float *bias);
 void bk_fconv_run(const bk_fconv *kernel, const float *input, float *output, int32_t pixel_begin,
                   int32_t pixel_end, int32_t channel_begin, int32_t channel_end, void *scratch);
 void bk_fconv_destroy(bk_fconv *kernel);

@@ -20,6 +20,8 @@
  *   begin=NAME   region begin marker symbol (default bk_region_begin)
  *   end=NAME     region end marker symbol (default bk_region_end)
  *   out=FILE     write the report to FILE instead of qemu's log (stderr)
+ *   profile=on   with sym=: also print every instruction of that function with its address
+ *                and execution count, in address order (where a function's instructions go)
  *
  * Report lines:
  *   insncount: total=T counted=C marker_insns=M            T = C + M
@@ -57,7 +59,7 @@ enum { MARKER_NONE = 0, MARKER_BEGIN = 1, MARKER_END = 2 };
 
 /* One translated (non-marker) instruction: its own execution counter. Records live in
  * fixed chunks so that the counter addresses handed to TCG never move. */
-typedef struct { uint64_t count; uint32_t mnemonic; uint8_t in_sym; } InsnRec;
+typedef struct { uint64_t count; uint64_t vaddr; char *disas; uint32_t mnemonic; uint8_t in_sym; } InsnRec;
 #define REC_CHUNK 4096
 static InsnRec **rec_chunks;
 static size_t nrecs, rec_chunk_cap;
@@ -122,7 +124,7 @@ static uint64_t symbols_seen;
 static unsigned vcpus;
 
 static const char *want_sym, *begin_sym = "bk_region_begin", *end_sym = "bk_region_end", *out_path;
-static int top = 25, per_region_hist;
+static int top = 25, per_region_hist, profile;
 static int need_recs;
 
 static int cmp_mncount(const void *a, const void *b) {
@@ -212,10 +214,20 @@ static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
         InsnRec *r = new_rec();
         char *disas = qemu_plugin_insn_disas(insn);
         r->mnemonic = intern_mnemonic(disas);
-        free(disas);
         r->in_sym = !want_sym || (sym && !strcmp(sym, want_sym));
+        if (profile && want_sym && r->in_sym) {
+            r->vaddr = qemu_plugin_insn_vaddr(insn);
+            r->disas = disas;
+        } else {
+            free(disas);
+        }
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &r->count, 1);
     }
+}
+
+static int cmp_vaddr(const void *a, const void *b) {
+    uint64_t x = (*(InsnRec *const *)a)->vaddr, y = (*(InsnRec *const *)b)->vaddr;
+    return x < y ? -1 : x > y;
 }
 
 static void vcpu_init(qemu_plugin_id_t id, unsigned int vcpu_index) {
@@ -258,6 +270,21 @@ static void at_exit(qemu_plugin_id_t id, void *p) {
             emit("  %-10s %llu\n", mnemonics[m[j].mnemonic], (unsigned long long)m[j].count);
         free(by_mn); free(m);
     }
+    if (profile && want_sym) {
+        // One line per address (an instruction translated more than once is summed).
+        InsnRec **list = malloc((nrecs + 1) * sizeof *list);
+        size_t n = 0;
+        for (size_t i = 0; i < nrecs; i++) if (rec_at(i)->disas) list[n++] = rec_at(i);
+        qsort(list, n, sizeof *list, cmp_vaddr);
+        for (size_t i = 0; i < n;) {
+            uint64_t count = 0;
+            size_t j = i;
+            for (; j < n && list[j]->vaddr == list[i]->vaddr; j++) count += list[j]->count;
+            emit("  %012llx %12llu  %s\n", (unsigned long long)list[i]->vaddr, (unsigned long long)count, list[i]->disas);
+            i = j;
+        }
+        free(list);
+    }
     for (size_t i = 0; i < nregions; i++) {
         Region *r = &regions[i];
         if (!r->closed) continue;
@@ -291,9 +318,10 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const struct qem
         else if (!strncmp(a, "begin=", 6)) begin_sym = strdup(a + 6);
         else if (!strncmp(a, "end=", 4)) end_sym = strdup(a + 4);
         else if (!strncmp(a, "out=", 4)) out_path = strdup(a + 4);
+        else if (!strncmp(a, "profile=", 8)) { if ((profile = parse_on_off(a + 8, a)) < 0) return -1; }
         else { fprintf(stderr, "insncount: unknown argument %s (see the header of insncount.c)\n", a); return -1; }
     }
-    need_recs = top > 0 || per_region_hist;
+    need_recs = top > 0 || per_region_hist || profile;
     qemu_plugin_register_vcpu_init_cb(id, vcpu_init);
     qemu_plugin_register_vcpu_tb_trans_cb(id, tb_trans);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);

@@ -22,12 +22,67 @@ enum { G = 8, T = 8 };
         }                                                                             \
     } while (0)
 
+#if defined(__clang__)
+// Full 8-pixel tiles, 4 depth steps per iteration, as inline assembly: compiled from
+// intrinsics, the 8 row pointers become one pointer plus a chain of 7 address adds per
+// iteration. v16-v23: 4 values of each pixel's row (LDR, post-incremented); v24-v31: the
+// 8 channels' weights of 4 depth steps (two LD1 of four registers); accumulators in v0-v15.
+#define BK_FMLA_STEP(W0, W1, LANE)                                                     \
+    "fmla %[c00].4s, " W0 ".4s, v16.s[" LANE "]\n\t" "fmla %[c01].4s, " W1 ".4s, v16.s[" LANE "]\n\t" \
+    "fmla %[c10].4s, " W0 ".4s, v17.s[" LANE "]\n\t" "fmla %[c11].4s, " W1 ".4s, v17.s[" LANE "]\n\t" \
+    "fmla %[c20].4s, " W0 ".4s, v18.s[" LANE "]\n\t" "fmla %[c21].4s, " W1 ".4s, v18.s[" LANE "]\n\t" \
+    "fmla %[c30].4s, " W0 ".4s, v19.s[" LANE "]\n\t" "fmla %[c31].4s, " W1 ".4s, v19.s[" LANE "]\n\t" \
+    "fmla %[c40].4s, " W0 ".4s, v20.s[" LANE "]\n\t" "fmla %[c41].4s, " W1 ".4s, v20.s[" LANE "]\n\t" \
+    "fmla %[c50].4s, " W0 ".4s, v21.s[" LANE "]\n\t" "fmla %[c51].4s, " W1 ".4s, v21.s[" LANE "]\n\t" \
+    "fmla %[c60].4s, " W0 ".4s, v22.s[" LANE "]\n\t" "fmla %[c61].4s, " W1 ".4s, v22.s[" LANE "]\n\t" \
+    "fmla %[c70].4s, " W0 ".4s, v23.s[" LANE "]\n\t" "fmla %[c71].4s, " W1 ".4s, v23.s[" LANE "]\n\t"
+
+BK_ALWAYS_INLINE void full_tile_steps(float32x4_t acc[T][2], const float *a, size_t lda, const float **w, size_t groups) {
+    const float *r0 = a, *r1 = a + lda, *r2 = a + 2 * lda, *r3 = a + 3 * lda;
+    const float *r4 = a + 4 * lda, *r5 = a + 5 * lda, *r6 = a + 6 * lda, *r7 = a + 7 * lda;
+    const float *wp = *w;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr q16, [%[r0]], #16\n\t" "ldr q17, [%[r1]], #16\n\t" "ldr q18, [%[r2]], #16\n\t" "ldr q19, [%[r3]], #16\n\t"
+        "ldr q20, [%[r4]], #16\n\t" "ldr q21, [%[r5]], #16\n\t" "ldr q22, [%[r6]], #16\n\t" "ldr q23, [%[r7]], #16\n\t"
+        "ld1 {v24.4s, v25.4s, v26.4s, v27.4s}, [%[w]], #64\n\t"
+        BK_FMLA_STEP("v24", "v25", "0")
+        BK_FMLA_STEP("v26", "v27", "1")
+        "ld1 {v28.4s, v29.4s, v30.4s, v31.4s}, [%[w]], #64\n\t"
+        BK_FMLA_STEP("v28", "v29", "2")
+        BK_FMLA_STEP("v30", "v31", "3")
+        "subs %[n], %[n], #1\n\t"
+        "b.ne 1b\n\t"
+        : [c00] "+w"(acc[0][0]), [c01] "+w"(acc[0][1]), [c10] "+w"(acc[1][0]), [c11] "+w"(acc[1][1]),
+          [c20] "+w"(acc[2][0]), [c21] "+w"(acc[2][1]), [c30] "+w"(acc[3][0]), [c31] "+w"(acc[3][1]),
+          [c40] "+w"(acc[4][0]), [c41] "+w"(acc[4][1]), [c50] "+w"(acc[5][0]), [c51] "+w"(acc[5][1]),
+          [c60] "+w"(acc[6][0]), [c61] "+w"(acc[6][1]), [c70] "+w"(acc[7][0]), [c71] "+w"(acc[7][1]),
+          [r0] "+r"(r0), [r1] "+r"(r1), [r2] "+r"(r2), [r3] "+r"(r3), [r4] "+r"(r4), [r5] "+r"(r5),
+          [r6] "+r"(r6), [r7] "+r"(r7), [w] "+r"(wp), [n] "+r"(groups)
+        :
+        : "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29",
+          "v30", "v31", "cc");
+    *w = wp;
+}
+#define BK_SGEMM_ASM 1
+#else
+#define BK_SGEMM_ASM 0
+BK_ALWAYS_INLINE void full_tile_steps(float32x4_t acc[T][2], const float *a, size_t lda, const float **w, size_t groups) {
+    (void)acc, (void)a, (void)lda, (void)w, (void)groups;
+}
+#endif
+
 BK_ALWAYS_INLINE void tile(const bk_fconv *k, const float *a, size_t lda, const float *w, float *out, size_t ldo,
                            int32_t o0, int32_t valid, const int np) {
     float32x4_t acc[T][2];
     for (int i = 0; i < np; i++) acc[i][0] = acc[i][1] = vdupq_n_f32(0);
     const size_t depth = (size_t)k->k;
     size_t kk = 0;
+    if (BK_SGEMM_ASM && np == T && depth >= 4) {
+        const float *wp = w;
+        full_tile_steps(acc, a, lda, &wp, depth / 4);
+        kk = depth / 4 * 4;
+    }
     for (; kk + 4 <= depth; kk += 4) {
         float32x4_t x[T];
         for (int i = 0; i < np; i++) x[i] = vld1q_f32(a + (size_t)i * lda + kk);

@@ -233,7 +233,7 @@ enum { BLOCK_WORDS = 31, NARROW_MAX_WORDS = 511 };
     BK_PIXEL(OP, "v31", "a30", "a31", "a32", "a33")
 
 /// A whole receptive field as one 8-bit block: the first step sets the accumulators.
-#define BK_ASM_SINGLE_BLOCK(LOAD, SKIP)                                                      \
+#define BK_ASM_SINGLE_BLOCK(LOAD, SKIP, NAME)                                                \
     __asm__ volatile(BK_ASM_STEP(LOAD, BK_ASM_SET)                                           \
                      "subs %[n], %[run], #1\n\t"                                             \
                      "b.eq 2f\n\t"                                                           \
@@ -245,9 +245,11 @@ enum { BLOCK_WORDS = 31, NARROW_MAX_WORDS = 511 };
                      "b.eq 4f\n\t"                                                           \
                      SKIP                                                                    \
                      "mov %[n], %[run]\n\t"                                                  \
+                     "// LLVM-MCA-BEGIN " NAME "\n\t"                                        \
                      "3:\n\t" BK_ASM_STEP(LOAD, BK_ASM_ADD)                                  \
                      "subs %[n], %[n], #1\n\t"                                               \
                      "b.ne 3b\n\t"                                                           \
+                     "// LLVM-MCA-END " NAME "\n\t"                                          \
                      "b 2b\n\t"                                                              \
                      "4:\n\t"                                                                \
                      : BK_ASM_ACCUMULATORS("=&w"), BK_ASM_POINTERS, [n] "=&r"(steps), [rows] "+r"(rows) \
@@ -266,13 +268,15 @@ enum { BLOCK_WORDS = 31, NARROW_MAX_WORDS = 511 };
     } while (0)
 
 /// The whole receptive field with UDOT into 32-bit accumulators (zeroed by the caller).
-#define BK_ASM_UDOT_FIELD(LOAD, SKIP)                                                        \
+#define BK_ASM_UDOT_FIELD(LOAD, SKIP, NAME)                                                  \
     __asm__ volatile(".arch_extension dotprod\n\t"                                           \
                      "1:\n\t"                                                                \
                      "mov %[n], %[run]\n\t"                                                  \
+                     "// LLVM-MCA-BEGIN " NAME "\n\t"                                        \
                      "2:\n\t" BK_ASM_STEP(LOAD, BK_ASM_UDOT)                                 \
                      "subs %[n], %[n], #1\n\t"                                               \
                      "b.ne 2b\n\t"                                                           \
+                     "// LLVM-MCA-END " NAME "\n\t"                                                           \
                      "subs %[rows], %[rows], #1\n\t"                                         \
                      "b.eq 3f\n\t"                                                           \
                      SKIP                                                                    \
@@ -286,9 +290,9 @@ enum { BLOCK_WORDS = 31, NARROW_MAX_WORDS = 511 };
 #undef BK_ASM_SINGLE_BLOCK
 #undef BK_ASM_ADD_STEPS
 #undef BK_ASM_UDOT_FIELD
-#define BK_ASM_SINGLE_BLOCK(LOAD, SKIP) ((void)0)
+#define BK_ASM_SINGLE_BLOCK(LOAD, SKIP, NAME) ((void)0)
 #define BK_ASM_ADD_STEPS(LOAD, count) ((void)(count))
-#define BK_ASM_UDOT_FIELD(LOAD, SKIP) ((void)0)
+#define BK_ASM_UDOT_FIELD(LOAD, SKIP, NAME) ((void)0)
 #endif
 
 /// Pairwise reduction of a block's byte counters to eight 16-bit counts per pixel, added
@@ -334,8 +338,8 @@ BK_ALWAYS_INLINE void tile_u8(const neon_tile *t, int32_t c0, const int np, cons
             size_t steps, rows = (size_t)t->segments;
             const size_t skip_bytes = skip * 8;
             (void)steps, (void)rows, (void)skip_bytes;
-            if (t->consecutive) BK_ASM_SINGLE_BLOCK(BK_LOAD_4R, BK_SKIP_4R);
-            else BK_ASM_SINGLE_BLOCK(BK_LOAD_1R, BK_SKIP_1R);
+            if (t->consecutive) BK_ASM_SINGLE_BLOCK(BK_LOAD_4R, BK_SKIP_4R, "neon_4x8_ld4r");
+            else BK_ASM_SINGLE_BLOCK(BK_LOAD_1R, BK_SKIP_1R, "neon_4x8_ld1r");
         } else {
             BK_STEP(BK_SET);
             for (size_t j = 1; j < run; j++) BK_STEP(BK_ADD);
@@ -462,8 +466,8 @@ BK_ALWAYS_INLINE TARGET_DOTPROD void tile_udot(const neon_tile *t, int32_t c0, c
         size_t steps, rows = (size_t)t->segments;
         const size_t skip_bytes = skip * 8;
         (void)steps, (void)rows, (void)skip_bytes;
-        if (t->consecutive) BK_ASM_UDOT_FIELD(BK_LOAD_4R, BK_SKIP_4R);
-        else BK_ASM_UDOT_FIELD(BK_LOAD_1R, BK_SKIP_1R);
+        if (t->consecutive) BK_ASM_UDOT_FIELD(BK_LOAD_4R, BK_SKIP_4R, "neon_udot_4x8_ld4r");
+        else BK_ASM_UDOT_FIELD(BK_LOAD_1R, BK_SKIP_1R, "neon_udot_4x8_ld1r");
     } else {
 #define BK_UDOT(acc, value) ((acc) = vdotq_u32((acc), (value), ones))
         for (int32_t segment = 0; segment < t->segments; segment++) {

@@ -42,6 +42,7 @@ BK_ALWAYS_INLINE void full_tile_steps(float32x4_t acc[T][2], const float *a, siz
     const float *r4 = a + 4 * lda, *r5 = a + 5 * lda, *r6 = a + 6 * lda, *r7 = a + 7 * lda;
     const float *wp = *w;
     __asm__ volatile(
+        "// LLVM-MCA-BEGIN neon_sgemm_8x8\n\t"
         "1:\n\t"
         "ldr q16, [%[r0]], #16\n\t" "ldr q17, [%[r1]], #16\n\t" "ldr q18, [%[r2]], #16\n\t" "ldr q19, [%[r3]], #16\n\t"
         "ldr q20, [%[r4]], #16\n\t" "ldr q21, [%[r5]], #16\n\t" "ldr q22, [%[r6]], #16\n\t" "ldr q23, [%[r7]], #16\n\t"
@@ -53,6 +54,7 @@ BK_ALWAYS_INLINE void full_tile_steps(float32x4_t acc[T][2], const float *a, siz
         BK_FMLA_STEP("v30", "v31", "3")
         "subs %[n], %[n], #1\n\t"
         "b.ne 1b\n\t"
+        "// LLVM-MCA-END neon_sgemm_8x8\n\t"
         : [c00] "+w"(acc[0][0]), [c01] "+w"(acc[0][1]), [c10] "+w"(acc[1][0]), [c11] "+w"(acc[1][1]),
           [c20] "+w"(acc[2][0]), [c21] "+w"(acc[2][1]), [c30] "+w"(acc[3][0]), [c31] "+w"(acc[3][1]),
           [c40] "+w"(acc[4][0]), [c41] "+w"(acc[4][1]), [c50] "+w"(acc[5][0]), [c51] "+w"(acc[5][1]),

@@ -41,7 +41,8 @@ popcounts say otherwise (e.g. the compiler unrolled it) gets a warning.
 
 A list file has one kernel per line (# starts a comment), fields separated by blanks:
   NAME  SOURCE  SELECT  MACS  MODELS  [FLAGS...]
-SOURCE is relative to the list file; SELECT is marker:NAME, function:NAME or - (a whole .s);
+SOURCE is relative to the list file; SELECT is marker:NAME, asm-marker:NAME (markers inside an
+inline-assembly block, see --asm-markers), function:NAME or - (a whole .s);
 MACS a number or auto; MODELS - (the defaults) or a comma-separated list of CPU[:MATTR];
 FLAGS, the rest of the line, are the C flags (default -O3) or Swift flags (default -O).
 
@@ -112,7 +113,7 @@ def compile_swift(path, swiftc, swiftflags):
             return f.read(), " ".join(cmd)
 
 
-def marker_region(lines, name, path):
+def marker_region(lines, name, path, in_asm=False):
     begin = re.compile(r"(//|#|/\*)\s*LLVM-MCA-BEGIN\s+" + re.escape(name) + r"\b")
     end = re.compile(r"(//|#|/\*)\s*LLVM-MCA-END\s+" + re.escape(name) + r"\b")
     starts = [i for i, l in enumerate(lines) if begin.search(l)]
@@ -121,6 +122,13 @@ def marker_region(lines, name, path):
         raise Failure(f"{path}: no LLVM-MCA-BEGIN {name} in the assembly")
     if not ends:
         raise Failure(f"{path}: no LLVM-MCA-END {name} in the assembly")
+    if in_asm and len(starts) == len(ends) and len(starts) > 1:
+        # Markers written inside an inline-assembly loop: every inlined copy of the block
+        # is the same hand-written code (only register names differ); measure the first.
+        copies = [[l.split()[0] for l in lines[b + 1:e] if l.strip() and not l.strip().startswith(("//", "#", "."))]
+                  for b, e in zip(starts, ends)]
+        if all(c == copies[0] for c in copies):
+            return lines[starts[0] + 1:ends[0]]
     if len(starts) > 1 or len(ends) > 1:
         raise Failure(f"{path}: marker {name} appears {len(starts)} times (the compiler duplicated it, "
                       "e.g. by unrolling or inlining); put the markers outside the loop or use -fno-inline")
@@ -313,7 +321,7 @@ def measure(args):
         raise Failure(f"{path}: expected a .c, .swift or .s file")
     lines = asm.splitlines()
     if args.marker:
-        region = marker_region(lines, args.marker, path)
+        region = marker_region(lines, args.marker, path, in_asm=args.asm_markers)
     elif args.function:
         region = function_region(lines, args.function, path)
     elif ext in (".s", ".S"):
@@ -349,7 +357,7 @@ def measure(args):
         warnings.append(f"the loop has {len(internal)} branch(es) besides its back edge; llvm-mca runs it as "
                         "straight-line code")
     markers_checked = None
-    if ext == ".c" and args.marker and args.mode == "loop":
+    if ext == ".c" and args.marker and args.mode == "loop" and not args.asm_markers:
         markers_checked = markers_leave_loop_unchanged(path, args.cc, args.cflags, body)
         if not markers_checked:
             warnings.append("compiled without the LLVM-MCA markers, the source has no identical loop: the "
@@ -400,13 +408,16 @@ def read_list(path):
                 raise Failure(f"{path}:{number}: expected NAME SOURCE SELECT MACS MODELS [FLAGS...], got {line!r}")
             name, source, select, macs, models = fields[:5]
             entry = {"name": name, "source": os.path.join(base, source), "macs": macs,
-                     "marker": None, "function": None, "model": None}
-            if select.startswith("marker:"):
+                     "marker": None, "function": None, "model": None, "asm_markers": False}
+            if select.startswith("asm-marker:"):
+                entry["marker"] = select[len("asm-marker:"):]
+                entry["asm_markers"] = True
+            elif select.startswith("marker:"):
                 entry["marker"] = select[len("marker:"):]
             elif select.startswith("function:"):
                 entry["function"] = select[len("function:"):]
             elif select != "-":
-                raise Failure(f"{path}:{number}: SELECT must be marker:NAME, function:NAME or -, got {select!r}")
+                raise Failure(f"{path}:{number}: SELECT must be marker:NAME, asm-marker:NAME, function:NAME or -, got {select!r}")
             if models != "-":
                 entry["model"] = models.split(",")
             flags = " ".join(fields[5:])
@@ -446,6 +457,10 @@ def main():
     p.add_argument("--function", help="a function whose symbol contains this name")
     p.add_argument("--macs", default="auto", help="binary MACs per loop iteration, or auto (from cnt; default)")
     p.add_argument("--mode", choices=["loop", "region"], default="loop")
+    p.add_argument("--asm-markers", action="store_true",
+                   help="the markers are inside an inline-assembly block (around its loop): copies of "
+                        "the block made by inlining are the same code, and removing the markers would "
+                        "change the assembly itself, so the marker-free comparison is skipped")
     p.add_argument("--loop", type=int, help="index of the innermost loop to measure (default: the largest)")
     p.add_argument("--model", action="append", help="CPU[:MATTR] for llvm-mca, repeatable "
                    f"(default: {' and '.join(DEFAULT_MODELS)})")

@@ -246,9 +246,15 @@ static int create(const bk_bconv_desc *desc, const bk_bconv_params *params, bk_i
         const int64_t iy = (int64_t)oy * desc->stride_h - desc->pad_top;
         k->row_inside[oy] = iy >= 0 && iy + desc->kernel_h <= desc->in_h;
     }
+    k->inside_x0 = desc->out_w;
+    k->inside_x1 = 0;
     for (int32_t ox = 0; ox < desc->out_w; ox++) {
         const int64_t ix = (int64_t)ox * desc->stride_w - desc->pad_left;
         k->column_inside[ox] = ix >= 0 && ix + desc->kernel_w <= desc->in_w;
+        if (k->column_inside[ox]) {
+            k->inside_x0 = BK_MIN(k->inside_x0, ox);
+            k->inside_x1 = ox + 1;
+        }
     }
 
     // Weights, with every channel whose threshold compares downwards inverted: -dot(x, w) =
@@ -374,38 +380,66 @@ void bk_bconv_run(const bk_bconv *k, const uint64_t *input, const float *residua
     // (oy, ox) of the tile's first pixel, advanced without divisions.
     int32_t oy = pixel_begin / d->out_w, ox = pixel_begin % d->out_w;
     const size_t row_stride = (size_t)d->in_w * W;
+    // Interior tiles are collected into batches; a border tile (its im2col rows are in the
+    // scratch) is computed on its own, after the batch before it.
+    bk_btile batch[BK_TILE_BATCH_MAX];
+    int32_t batched = 0;
+#define BK_FLUSH()                                                                               \
+    do {                                                                                         \
+        if (batched) k->variant->tiles(k, batch, batched, channel_begin, channel_end);           \
+        if (clear_tail)                                                                          \
+            for (int32_t t_ = 0; t_ < batched; t_++)                                             \
+                for (int32_t i_ = 0; i_ < batch[t_].pixels; i_++)                                \
+                    memset((uint8_t *)batch[t_].out[i_] + written_bytes, 0, out_row - written_bytes); \
+        batched = 0;                                                                             \
+    } while (0)
     for (int32_t first = pixel_begin; first < pixel_end; first += tile_pixels) {
-        bk_btile tile;
-        tile.pixels = BK_MIN(tile_pixels, pixel_end - first);
-        int32_t y[BK_TILE_MAX_PIXELS], x[BK_TILE_MAX_PIXELS];
-        int inside = 1;
-        for (int32_t i = 0; i < tile.pixels; i++) {
-            y[i] = oy;
-            x[i] = ox;
-            const int32_t pixel = first + i;
-            inside &= k->row_inside[oy] & k->column_inside[ox];
+        bk_btile *tile = &batch[batched];
+        const int32_t n = BK_MIN(tile_pixels, pixel_end - first);
+        tile->pixels = n;
+        uint8_t *out = (uint8_t *)output + (size_t)first * out_row;
+        const float *shortcut = residual ? residual + (size_t)first * (size_t)d->out_c : NULL;
+#pragma clang loop vectorize(disable)
+        for (int32_t i = 0; i < n; i++) {
+            tile->out[i] = out + (size_t)i * out_row;
+            tile->residual[i] = shortcut ? shortcut + (size_t)i * (size_t)d->out_c : NULL;
+        }
+        if (k->row_inside[oy] && ox >= k->inside_x0 && ox + n <= k->inside_x1) {
+            // One output row, every window inside the input: read it there, one kernel row
+            // at a time, and every pixel has the interior pattern.
+            tile->segment_stride = row_stride;
+            const uint64_t *a = input + (size_t)(oy * d->stride_h - d->pad_top) * row_stride +
+                                (size_t)(ox * d->stride_w - d->pad_left) * W;
+            const size_t step = (size_t)d->stride_w * W;
             const int32_t q = k->row_class[oy] * k->column_classes + k->column_class[ox];
-            tile.table[i] = (const uint8_t *)k->table + (size_t)q * k->table_stride_bytes;
-            tile.out[i] = (uint8_t *)output + (size_t)pixel * out_row;
-            tile.residual[i] = residual ? residual + (size_t)pixel * (size_t)d->out_c : NULL;
-            if (++ox == d->out_w) { ox = 0; oy++; }
-        }
-        if (inside) {
-            // Every window lies inside the input: read it there, one kernel row at a time.
-            tile.segment_stride = row_stride;
-            for (int32_t i = 0; i < tile.pixels; i++)
-                tile.a[i] = input + (size_t)(y[i] * d->stride_h - d->pad_top) * row_stride +
-                            (size_t)(x[i] * d->stride_w - d->pad_left) * W;
-        } else {
-            tile.segment_stride = (size_t)k->segment_words;
-            for (int32_t i = 0; i < tile.pixels; i++) {
-                uint64_t *row = rows + (size_t)i * (size_t)k->k_words;
-                im2col_pixel(k, input, y[i], x[i], row);
-                tile.a[i] = row;
+            const uint8_t *table = (const uint8_t *)k->table + (size_t)q * k->table_stride_bytes;
+#pragma clang loop vectorize(disable)
+            for (int32_t i = 0; i < n; i++) {
+                tile->a[i] = a + (size_t)i * step;
+                tile->table[i] = table;
             }
+            ox += n;
+            if (ox == d->out_w) { ox = 0; oy++; }
+            if (++batched == BK_TILE_BATCH_MAX) BK_FLUSH();
+        } else {
+            // A border tile (or one crossing rows): im2col rows, a pattern per pixel.
+            bk_btile border = *tile;
+            BK_FLUSH();
+            border.segment_stride = (size_t)k->segment_words;
+#pragma clang loop vectorize(disable)
+            for (int32_t i = 0; i < n; i++) {
+                uint64_t *row = rows + (size_t)i * (size_t)k->k_words;
+                im2col_pixel(k, input, oy, ox, row);
+                border.a[i] = row;
+                const int32_t q = k->row_class[oy] * k->column_classes + k->column_class[ox];
+                border.table[i] = (const uint8_t *)k->table + (size_t)q * k->table_stride_bytes;
+                if (++ox == d->out_w) { ox = 0; oy++; }
+            }
+            batch[0] = border;
+            batched = 1;
+            BK_FLUSH();
         }
-        k->variant->tile(k, &tile, channel_begin, channel_end);
-        if (clear_tail)
-            for (int32_t i = 0; i < tile.pixels; i++) memset((uint8_t *)tile.out[i] + written_bytes, 0, out_row - written_bytes);
     }
+    BK_FLUSH();
+#undef BK_FLUSH
 }

@@ -83,7 +83,7 @@ BK_ALWAYS_INLINE TARGET_AVX2 void tile256(const bk_bconv *k, const bk_btile *t, 
     }
 }
 
-static TARGET_AVX2 void tile_avx2(const bk_bconv *k, const bk_btile *t, int32_t c_begin, int32_t c_end) {
+BK_ALWAYS_INLINE TARGET_AVX2 void tile_avx2_one(const bk_bconv *k, const bk_btile *t, int32_t c_begin, int32_t c_end) {
     const int32_t c_end_padded = BK_MIN(BK_ROUND_UP(c_end, 8), k->padded_channels);
     for (int32_t c = c_begin; c < c_end_padded; c += 8) {
         switch (t->pixels) {
@@ -95,6 +95,7 @@ static TARGET_AVX2 void tile_avx2(const bk_bconv *k, const bk_btile *t, int32_t 
         }
     }
 }
+BK_TILE_BATCH(tile_avx2, tile_avx2_one, TARGET_AVX2)
 
 const bk_bconv_variant bk_bconv_avx2_4x8 = {
     .name = "avx2-4x8",
@@ -106,6 +107,6 @@ const bk_bconv_variant bk_bconv_avx2_4x8 = {
     .table_kind = BK_TABLE_I32,
     .max_k_words = 0,
     .min_k_words = 0,
-    .tile = tile_avx2,
+    .tiles = tile_avx2,
 };
 #endif

@@ -69,7 +69,7 @@ BK_ALWAYS_INLINE TARGET_AVX512 void tile512(const bk_bconv *k, const bk_btile *t
         if (c < c_end_padded) tile512(k, t, c, NP, 1);                           \
     } while (0)
 
-static TARGET_AVX512 void tile_avx512(const bk_bconv *k, const bk_btile *t, int32_t c_begin, int32_t c_end) {
+BK_ALWAYS_INLINE TARGET_AVX512 void tile_avx512_one(const bk_bconv *k, const bk_btile *t, int32_t c_begin, int32_t c_end) {
     const int32_t c_end_padded = BK_MIN(BK_ROUND_UP(c_end, 8), k->padded_channels);
     switch (t->pixels) {
     case 8: TILE_CHANNELS(8); break;
@@ -83,6 +83,7 @@ static TARGET_AVX512 void tile_avx512(const bk_bconv *k, const bk_btile *t, int3
     default: break;
     }
 }
+BK_TILE_BATCH(tile_avx512, tile_avx512_one, TARGET_AVX512)
 
 const bk_bconv_variant bk_bconv_avx512_8x16 = {
     .name = "avx512-8x16",
@@ -94,6 +95,6 @@ const bk_bconv_variant bk_bconv_avx512_8x16 = {
     .table_kind = BK_TABLE_I32,
     .max_k_words = 0,
     .min_k_words = 0,
-    .tile = tile_avx512,
+    .tiles = tile_avx512,
 };
 #endif

@@ -51,7 +51,7 @@ typedef struct {
 BK_ALWAYS_INLINE void store_bits(const neon_tile *t, int32_t c0, const uint16x8_t *fires, const int np) {
     static const uint8_t bit_weights[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
     const uint8x16_t weights = vld1q_u8(bit_weights);
-    uint8_t *out = t->out + c0 / 8;
+    uint8_t *out = t->out + ((uint32_t)c0 >> 3);
     if (np == 4) {
         // Masks to bytes (even bytes of the 16-bit lanes), bit weights, then three pairwise
         // adds leave pixel i's byte in lane i.
@@ -256,6 +256,19 @@ enum { BLOCK_WORDS = 31, NARROW_MAX_WORDS = 511 };
                      : [run] "r"(run), [skip] "r"(skip_bytes), [eight] "r"((size_t)8)        \
                      : BK_ASM_CLOBBERS)
 
+/// A 3x3 receptive field of one word per tap (64 input channels or fewer), straight-line:
+/// the first step sets, eight add, two row skips; no loop overhead at all.
+#define BK_ASM_FIELD_3X3(LOAD, SKIP)                                                         \
+    __asm__ volatile(BK_ASM_STEP(LOAD, BK_ASM_SET)                                           \
+                     BK_ASM_STEP(LOAD, BK_ASM_ADD) BK_ASM_STEP(LOAD, BK_ASM_ADD) SKIP         \
+                     BK_ASM_STEP(LOAD, BK_ASM_ADD) BK_ASM_STEP(LOAD, BK_ASM_ADD)              \
+                     BK_ASM_STEP(LOAD, BK_ASM_ADD) SKIP                                       \
+                     BK_ASM_STEP(LOAD, BK_ASM_ADD) BK_ASM_STEP(LOAD, BK_ASM_ADD)              \
+                     BK_ASM_STEP(LOAD, BK_ASM_ADD)                                            \
+                     : BK_ASM_ACCUMULATORS("=&w"), BK_ASM_POINTERS                           \
+                     : [skip] "r"(skip_bytes), [eight] "r"((size_t)8)                        \
+                     : BK_ASM_CLOBBERS)
+
 /// `count` (>= 1) steps of one kernel row adding to the accumulators.
 #define BK_ASM_ADD_STEPS(LOAD, count)                                                        \
     do {                                                                                     \
@@ -288,9 +301,11 @@ enum { BLOCK_WORDS = 31, NARROW_MAX_WORDS = 511 };
 
 #if !BK_NEON_ASM
 #undef BK_ASM_SINGLE_BLOCK
+#undef BK_ASM_FIELD_3X3
 #undef BK_ASM_ADD_STEPS
 #undef BK_ASM_UDOT_FIELD
 #define BK_ASM_SINGLE_BLOCK(LOAD, SKIP, NAME) ((void)0)
+#define BK_ASM_FIELD_3X3(LOAD, SKIP) ((void)0)
 #define BK_ASM_ADD_STEPS(LOAD, count) ((void)(count))
 #define BK_ASM_UDOT_FIELD(LOAD, SKIP, NAME) ((void)0)
 #endif
@@ -320,10 +335,14 @@ enum { BLOCK_WORDS = 31, NARROW_MAX_WORDS = 511 };
         }                                                                                        \
     } while (0)
 
-/// `wide`: totals in 32 bits (any depth, 32-bit tables) instead of 16 (up to 511 words).
-BK_ALWAYS_INLINE void tile_u8(const neon_tile *t, int32_t c0, const int np, const int wide) {
+enum { MODE_WIDE = 1, MODE_SINGLE = 2, MODE_SHORT = 4, MODE_3X3 = 8 };
+
+/// `mode` (constant at each call): MODE_WIDE keeps totals in 32 bits (any depth, 32-bit
+/// tables) instead of 16 (up to 511 words); MODE_SINGLE: the receptive field is one block;
+/// MODE_SHORT: at most 15 words; MODE_3X3: a 3x3 kernel of one word per tap. `w` points at the channel group's weights.
+BK_ALWAYS_INLINE void tile_u8(const neon_tile *t, const uint64_t *w, int32_t c0, const int np, const int mode) {
+    const int wide = mode & MODE_WIDE;
     const size_t run = t->run, skip = t->skip;
-    const uint64_t *w = t->weights + (size_t)(c0 / 8) * t->k_words * 8;
     uint16x8_t total[4];
     uint32x4_t total_low[4], total_high[4];
     if (wide)
@@ -331,15 +350,21 @@ BK_ALWAYS_INLINE void tile_u8(const neon_tile *t, int32_t c0, const int np, cons
     uint8x16_t acc[4][4];
     const uint64_t *p[4];
     for (int i = 0; i < np; i++) p[i] = t->a[i];
-    if (t->k_words <= BLOCK_WORDS) {
+    if (mode & MODE_SINGLE) {
         // The whole receptive field is one block (3x3 layers up to 192 channels): the first
         // step sets the accumulators, no zeroing, one reduction.
         if (BK_NEON_ASM && np == 4) {
             size_t steps, rows = (size_t)t->segments;
             const size_t skip_bytes = skip * 8;
             (void)steps, (void)rows, (void)skip_bytes;
-            if (t->consecutive) BK_ASM_SINGLE_BLOCK(BK_LOAD_4R, BK_SKIP_4R, "neon_4x8_ld4r");
-            else BK_ASM_SINGLE_BLOCK(BK_LOAD_1R, BK_SKIP_1R, "neon_4x8_ld1r");
+            if (mode & MODE_3X3) {
+                if (t->consecutive) BK_ASM_FIELD_3X3(BK_LOAD_4R, BK_SKIP_4R);
+                else BK_ASM_FIELD_3X3(BK_LOAD_1R, BK_SKIP_1R);
+            } else if (t->consecutive) {
+                BK_ASM_SINGLE_BLOCK(BK_LOAD_4R, BK_SKIP_4R, "neon_4x8_ld4r");
+            } else {
+                BK_ASM_SINGLE_BLOCK(BK_LOAD_1R, BK_SKIP_1R, "neon_4x8_ld1r");
+            }
         } else {
             BK_STEP(BK_SET);
             for (size_t j = 1; j < run; j++) BK_STEP(BK_ADD);
@@ -348,7 +373,7 @@ BK_ALWAYS_INLINE void tile_u8(const neon_tile *t, int32_t c0, const int np, cons
                 for (size_t j = 0; j < run; j++) BK_STEP(BK_ADD);
             }
         }
-        BK_REDUCE_BLOCK(1, t->k_words <= 15);
+        BK_REDUCE_BLOCK(1, mode & MODE_SHORT);
     } else {
         for (int i = 0; i < np; i++)
             for (int j = 0; j < 4; j++) acc[i][j] = vdupq_n_u8(0);
@@ -407,8 +432,12 @@ BK_ALWAYS_INLINE neon_tile neon_tile_of(const bk_bconv *k, const bk_btile *b) {
     return t;
 }
 
-#define BK_NEON_GROUPS(FN, NP, WIDE)                                                  \
-    for (int32_t c = c_begin; c < c_end_padded; c += 8) FN(&t, c, NP, WIDE)
+#define BK_NEON_GROUPS(FN, NP, MODE)                                                      \
+    do {                                                                                  \
+        const size_t group_words = t.k_words * 8;                                         \
+        const uint64_t *w = t.weights + (size_t)((uint32_t)c_begin >> 3) * group_words;   \
+        for (int32_t c = c_begin; c < c_end_padded; c += 8, w += group_words) FN(&t, w, c, NP, MODE); \
+    } while (0)
 #define BK_NEON_TILES(FN, WIDE)                                                       \
     do {                                                                              \
         const int32_t c_end_padded = BK_MIN(BK_ROUND_UP(c_end, 8), k->padded_channels); \
@@ -422,8 +451,22 @@ BK_ALWAYS_INLINE neon_tile neon_tile_of(const bk_bconv *k, const bk_btile *b) {
         }                                                                             \
     } while (0)
 
-static void tile_neon(const bk_bconv *k, const bk_btile *b, int32_t c_begin, int32_t c_end) { BK_NEON_TILES(tile_u8, 0); }
-static void tile_neon_wide(const bk_bconv *k, const bk_btile *b, int32_t c_begin, int32_t c_end) { BK_NEON_TILES(tile_u8, 1); }
+#define BK_NEON_BATCH(FN, MODE)                                  \
+    for (int32_t index = 0; index < count; index++) {            \
+        const bk_btile *b = &tiles[index];                       \
+        BK_NEON_TILES(FN, MODE);                                 \
+    }
+
+// The kernel's shape picks the form once per batch.
+static void tile_neon(const bk_bconv *k, const bk_btile *tiles, int32_t count, int32_t c_begin, int32_t c_end) {
+    if (k->segments == 3 && k->segment_words == 3) BK_NEON_BATCH(tile_u8, MODE_SINGLE | MODE_SHORT | MODE_3X3)
+    else if (k->k_words <= 15) BK_NEON_BATCH(tile_u8, MODE_SINGLE | MODE_SHORT)
+    else if (k->k_words <= BLOCK_WORDS) BK_NEON_BATCH(tile_u8, MODE_SINGLE)
+    else BK_NEON_BATCH(tile_u8, 0)
+}
+static void tile_neon_wide(const bk_bconv *k, const bk_btile *tiles, int32_t count, int32_t c_begin, int32_t c_end) {
+    BK_NEON_BATCH(tile_u8, MODE_WIDE)
+}
 
 const bk_bconv_variant bk_bconv_neon_4x8 = {
     .name = "neon-4x8",
@@ -435,7 +478,7 @@ const bk_bconv_variant bk_bconv_neon_4x8 = {
     .table_kind = BK_TABLE_I16,
     .max_k_words = NARROW_MAX_WORDS,
     .min_k_words = 0,
-    .tile = tile_neon,
+    .tiles = tile_neon,
 };
 
 const bk_bconv_variant bk_bconv_neon_4x8_wide = {
@@ -448,14 +491,14 @@ const bk_bconv_variant bk_bconv_neon_4x8_wide = {
     .table_kind = BK_TABLE_I32,
     .max_k_words = 0,
     .min_k_words = 0,
-    .tile = tile_neon_wide,
+    .tiles = tile_neon_wide,
 };
 
 // MARK: neon-dotprod-4x8: UDOT into 32-bit accumulators
 
-BK_ALWAYS_INLINE TARGET_DOTPROD void tile_udot(const neon_tile *t, int32_t c0, const int np, const int wide) {
+BK_ALWAYS_INLINE TARGET_DOTPROD void tile_udot(const neon_tile *t, const uint64_t *w, int32_t c0, const int np, const int mode) {
+    const int wide = mode & MODE_WIDE;
     const size_t run = t->run, skip = t->skip;
-    const uint64_t *w = t->weights + (size_t)(c0 / 8) * t->k_words * 8;
     const uint8x16_t ones = vdupq_n_u8(1);
     uint32x4_t acc[4][4];
     for (int i = 0; i < np; i++)
@@ -489,11 +532,13 @@ BK_ALWAYS_INLINE TARGET_DOTPROD void tile_udot(const neon_tile *t, int32_t c0, c
     else store_counts16(t, c0, total, np);
 }
 
-static TARGET_DOTPROD void tile_neon_dotprod(const bk_bconv *k, const bk_btile *b, int32_t c_begin, int32_t c_end) {
-    BK_NEON_TILES(tile_udot, 0);
+static TARGET_DOTPROD void tile_neon_dotprod(const bk_bconv *k, const bk_btile *tiles, int32_t count, int32_t c_begin,
+                                             int32_t c_end) {
+    BK_NEON_BATCH(tile_udot, 0)
 }
-static TARGET_DOTPROD void tile_neon_dotprod_wide(const bk_bconv *k, const bk_btile *b, int32_t c_begin, int32_t c_end) {
-    BK_NEON_TILES(tile_udot, 1);
+static TARGET_DOTPROD void tile_neon_dotprod_wide(const bk_bconv *k, const bk_btile *tiles, int32_t count,
+                                                  int32_t c_begin, int32_t c_end) {
+    BK_NEON_BATCH(tile_udot, MODE_WIDE)
 }
 
 const bk_bconv_variant bk_bconv_neon_dotprod_4x8 = {
@@ -508,7 +553,7 @@ const bk_bconv_variant bk_bconv_neon_dotprod_4x8 = {
     // Up to one block of the 8-bit kernel, its unzeroed start wins; beyond, the blocks'
     // zeroing and reductions cost more than UDOT's.
     .min_k_words = BLOCK_WORDS + 1,
-    .tile = tile_neon_dotprod,
+    .tiles = tile_neon_dotprod,
 };
 
 const bk_bconv_variant bk_bconv_neon_dotprod_4x8_wide = {
@@ -521,6 +566,6 @@ const bk_bconv_variant bk_bconv_neon_dotprod_4x8_wide = {
     .table_kind = BK_TABLE_I32,
     .max_k_words = 0,
     .min_k_words = NARROW_MAX_WORDS + 1,
-    .tile = tile_neon_dotprod_wide,
+    .tiles = tile_neon_dotprod_wide,
 };
 #endif

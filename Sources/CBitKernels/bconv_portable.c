@@ -32,7 +32,7 @@ BK_ALWAYS_INLINE void store_outputs(const bk_bconv *k, const bk_btile *t, int32_
     }
 }
 
-static void tile_portable(const bk_bconv *k, const bk_btile *t, int32_t c_begin, int32_t c_end) {
+BK_ALWAYS_INLINE void tile_portable_one(const bk_bconv *k, const bk_btile *t, int32_t c_begin, int32_t c_end) {
     const size_t depth = (size_t)k->k_words, run = (size_t)k->segment_words;
     for (int32_t c0 = c_begin; c0 < c_end; c0 += 8) {
         const uint64_t *group = k->weights + (size_t)(c0 / 8) * depth * 8;
@@ -50,6 +50,7 @@ static void tile_portable(const bk_bconv *k, const bk_btile *t, int32_t c_begin,
         store_outputs(k, t, c0, counts);
     }
 }
+BK_TILE_BATCH(tile_portable, tile_portable_one)
 
 const bk_bconv_variant bk_bconv_portable_4x8 = {
     .name = "portable-4x8",
@@ -61,5 +62,5 @@ const bk_bconv_variant bk_bconv_portable_4x8 = {
     .table_kind = BK_TABLE_I32,
     .max_k_words = 0,
     .min_k_words = 0,
-    .tile = tile_portable,
+    .tiles = tile_portable,
 };

@@ -42,8 +42,19 @@ typedef struct {
 } bk_btile;
 
 struct bk_bconv;
-/// Computes the tile's outputs for channels [c_begin, c_end) (group-aligned).
-typedef void (*bk_btile_fn)(const struct bk_bconv *kernel, const bk_btile *tile, int32_t c_begin, int32_t c_end);
+/// Computes the outputs of `count` tiles for channels [c_begin, c_end) (group-aligned).
+/// Tiles come in batches so that a micro-kernel's set-up is paid once per batch.
+typedef void (*bk_btiles_fn)(const struct bk_bconv *kernel, const bk_btile *tiles, int32_t count, int32_t c_begin,
+                             int32_t c_end);
+
+/// Defines the batch entry point NAME over a per-tile function ONE (inlined into the loop).
+#define BK_TILE_BATCH(NAME, ONE, ...)                                                               \
+    static __VA_ARGS__ void NAME(const struct bk_bconv *k, const bk_btile *tiles, int32_t count, int32_t c_begin, \
+                                 int32_t c_end) {                                                    \
+        for (int32_t i = 0; i < count; i++) ONE(k, &tiles[i], c_begin, c_end);                      \
+    }
+
+enum { BK_TILE_BATCH_MAX = 16 };
 
 /// The kind of per-pattern output table a micro-kernel reads.
 typedef enum {
@@ -62,7 +73,7 @@ typedef struct {
     bk_table_kind table_kind;
     int32_t max_k_words;      // 0: any depth
     int32_t min_k_words;      // the variant is chosen only from this depth on
-    bk_btile_fn tile;
+    bk_btiles_fn tiles;
 } bk_bconv_variant;
 
 /// The variants compiled in for `isa`, in order of preference (first accepted wins).
@@ -90,6 +101,7 @@ struct bk_bconv {
     uint64_t *padding_word;     // in_words words: the value of a padded tap
     uint8_t *row_inside;        // out_h: 1 when every kernel row of output row oy is inside the input
     uint8_t *column_inside;     // out_w: the same for columns
+    int32_t inside_x0, inside_x1;  // the inside columns are [inside_x0, inside_x1) (one interval)
     // Border patterns: pattern(pixel) = row_class[oy] * column_classes + column_class[ox].
     int32_t patterns, column_classes;
     int32_t *row_class;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every BitFleet test: installs what is missing, checks that the committed ONNX
-# fixtures still match a freshly installed ONNX Runtime, runs `swift test`, then drives
-# the dashboard in headless Chromium (Tests/Browser/dashboard_test.py).
+# fixtures still match a freshly installed ONNX Runtime, checks every C kernel against its
+# scalar reference natively and on aarch64 under qemu (scripts/test-kernels.sh), runs
+# `swift test`, then drives the dashboard in headless Chromium (Tests/Browser/dashboard_test.py).
 #
 #   ./scripts/test.sh            all tests
 #   ./scripts/test.sh --filter X only Swift tests matching X (fixture check skipped)
@@ -18,6 +19,12 @@ if [ $# -eq 0 ]; then
     python_env tools/onnx_fixtures/requirements.txt Tests/Browser/requirements.txt
     log "checking the ONNX fixtures against ONNX Runtime"
     "$BITFLEET_PYTHON" tools/onnx_fixtures/gen_fixtures.py --check
+fi
+
+if [ $# -eq 0 ]; then
+    # Every C micro-kernel against a scalar reference: x86-64 natively, aarch64 under qemu
+    # as a Cortex-A72 and a Cortex-A76.
+    ./scripts/test-kernels.sh
 fi
 
 log "building and running the Swift tests"

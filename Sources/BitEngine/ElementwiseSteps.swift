@@ -1,14 +1,22 @@
 import BitModel
+import CBitKernels
 import Foundation
+
+/// Contiguous pixel ranges for `threads` threads: about two per thread, none smaller than
+/// about 16K values.
+func pixelRanges(_ pixels: Int, channels: Int, threads: Int) -> [Range<Int>] {
+    let (chunks, size) = partition(pixels, parts: threads * 2, minimum: max(1, 16_384 / max(channels, 1)))
+    return (0..<chunks).compactMap { task in
+        let start = task * size
+        return start < pixels ? start..<min(pixels, start + size) : nil
+    }
+}
 
 extension ExecutionContext {
     /// Runs `body` over contiguous pixel ranges, in parallel when there is enough work.
     func forEachPixelRange(_ pixels: Int, channels: Int, _ body: (Range<Int>) -> Void) {
-        let (chunks, size) = partition(pixels, parts: pool.threadCount * 2, minimum: max(1, 16_384 / max(channels, 1)))
-        pool.run(tasks: chunks) { task, _ in
-            let start = task * size
-            if start < pixels { body(start..<min(pixels, start + size)) }
-        }
+        let ranges = pixelRanges(pixels, channels: channels, threads: pool.threadCount)
+        pool.run(tasks: ranges.count) { task, _ in body(ranges[task]) }
     }
 }
 
@@ -25,9 +33,9 @@ final class BinarizeStep: PlannedStep {
     override func execute(_ context: ExecutionContext) {
         let input = context.floats(at: inputOffsets[0]), output = context.words(at: outputOffset)
         let words = outputShape.wordsPerPixel
+        let isa = context.kernels.isa
         context.forEachPixelRange(outputShape.pixels, channels: channels) { range in
-            context.kernels.binarize(input + range.lowerBound * channels, pixels: range.count, channels: channels,
-                                     into: output + range.lowerBound * words)
+            bk_binarize(isa, input + range.lowerBound * channels, range.count, channels, output + range.lowerBound * words)
         }
     }
 }

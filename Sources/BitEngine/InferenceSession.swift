@@ -1,4 +1,5 @@
 import BitModel
+import CBitKernels
 import Foundation
 
 public struct InferenceError: Error, CustomStringConvertible, Equatable {
@@ -36,7 +37,7 @@ public final class InferenceSession: @unchecked Sendable {
         self.model = model
         self.threadCount = threads
         self.kernels = selected
-        plan = try Planner.plan(model, threads: threads)
+        plan = try Planner.plan(model, kernels: selected, threads: threads)
         arena = AlignedBuffer(count: plan.arenaBytes)
         scratch = AlignedBuffer(count: plan.scratchBytesPerThread * threads)
         pool = ThreadPool(threadCount: threads)
@@ -53,9 +54,10 @@ public final class InferenceSession: @unchecked Sendable {
     /// Bytes of activations and scratch preallocated for a run.
     public var workingMemoryBytes: Int { plan.arenaBytes + plan.scratchBytesPerThread * threadCount }
 
-    /// The executed steps after fusion: label (the layers it covers), kind, output shape.
-    public var steps: [(label: String, kind: String, output: String)] {
-        plan.steps.map { ($0.label, $0.kind, plan.shapes[$0.output].description) }
+    /// The executed steps after fusion: label (the layers it covers), kind, output shape,
+    /// and the micro-kernel chosen for it (conv and dense steps).
+    public var steps: [(label: String, kind: String, output: String, kernel: String?)] {
+        plan.steps.map { ($0.label, $0.kind, plan.shapes[$0.output].description, $0.kernelName) }
     }
 
     public func run(_ input: [Float]) throws -> [Float] {
@@ -70,11 +72,26 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Runs the model on `input` (the model's declared input layout) into `output`.
     public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>) throws {
-        guard input.count == inputElementCount else {
-            throw InferenceError("input has \(input.count) values, the model takes \(inputElementCount) (\(model.metadata.input.shape) \(model.metadata.input.layout.rawValue))")
-        }
         guard output.count == outputElementCount else {
             throw InferenceError("output buffer has \(output.count) values, the model produces \(outputElementCount)")
+        }
+        try execute(input: input) { step, context in step.execute(context) } finish: { context in
+            Layout.fromNHWC(context.floats(at: plan.outputOffset), layout: model.metadata.output.layout,
+                            shape: outputShape, into: output.baseAddress!, kernels: kernels)
+        }
+    }
+
+    /// Runs every step through `perform` (which must execute it), for kernel traces.
+    func runTracing(_ input: [Float], _ perform: (PlannedStep, ExecutionContext) throws -> Void) throws {
+        try input.withUnsafeBufferPointer { buffer in
+            try execute(input: buffer, perform) { _ in }
+        }
+    }
+
+    private func execute(input: UnsafeBufferPointer<Float>, _ perform: (PlannedStep, ExecutionContext) throws -> Void,
+                         finish: (ExecutionContext) -> Void) throws {
+        guard input.count == inputElementCount else {
+            throw InferenceError("input has \(input.count) values, the model takes \(inputElementCount) (\(model.metadata.input.shape) \(model.metadata.input.layout.rawValue))")
         }
         lock.lock()
         defer { lock.unlock() }
@@ -82,36 +99,32 @@ public final class InferenceSession: @unchecked Sendable {
         let context = ExecutionContext(arena: base, scratch: UnsafeMutableRawPointer(scratch.pointer),
                                        scratchStride: plan.scratchBytesPerThread, pool: pool, kernels: kernels)
         Layout.toNHWC(input.baseAddress!, layout: model.metadata.input.layout, shape: inputShape,
-                      into: context.floats(at: plan.inputOffset))
-        for step in plan.steps { step.execute(context) }
-        Layout.fromNHWC(context.floats(at: plan.outputOffset), layout: model.metadata.output.layout,
-                        shape: outputShape, into: output.baseAddress!)
+                      into: context.floats(at: plan.inputOffset), kernels: kernels)
+        for step in plan.steps { try perform(step, context) }
+        finish(context)
     }
 }
 
-/// Conversions between the caller's layout and the engine's NHWC.
+/// Conversions between the caller's layout and the engine's NHWC (a transpose of
+/// [channels][pixels] for NCHW).
 enum Layout {
     static func toNHWC(_ source: UnsafePointer<Float>, layout: TensorLayout, shape: ValueShape,
-                       into destination: UnsafeMutablePointer<Float>) {
-        let (h, w, c) = (shape.height, shape.width, shape.channels)
-        if layout != .nchw || c == 1 || h * w == 1 {
+                       into destination: UnsafeMutablePointer<Float>, kernels: KernelSet) {
+        let (pixels, c) = (shape.height * shape.width, shape.channels)
+        if layout != .nchw || c == 1 || pixels == 1 {
             destination.update(from: source, count: shape.elementCount)
-            return
-        }
-        for channel in 0..<c {
-            for pixel in 0..<(h * w) { destination[pixel * c + channel] = source[channel * h * w + pixel] }
+        } else {
+            bk_transpose(kernels.isa, source, c, pixels, destination)
         }
     }
 
     static func fromNHWC(_ source: UnsafePointer<Float>, layout: TensorLayout, shape: ValueShape,
-                         into destination: UnsafeMutablePointer<Float>) {
-        let (h, w, c) = (shape.height, shape.width, shape.channels)
-        if layout != .nchw || c == 1 || h * w == 1 {
+                         into destination: UnsafeMutablePointer<Float>, kernels: KernelSet) {
+        let (pixels, c) = (shape.height * shape.width, shape.channels)
+        if layout != .nchw || c == 1 || pixels == 1 {
             destination.update(from: source, count: shape.elementCount)
-            return
-        }
-        for channel in 0..<c {
-            for pixel in 0..<(h * w) { destination[channel * h * w + pixel] = source[pixel * c + channel] }
+        } else {
+            bk_transpose(kernels.isa, source, pixels, c, destination)
         }
     }
 }

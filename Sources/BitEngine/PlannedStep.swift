@@ -46,6 +46,9 @@ class PlannedStep {
     /// Human-readable kind, for plan dumps.
     var kind: String { "step" }
 
+    /// The micro-kernel CBitKernels chose for this step, if it runs one.
+    var kernelName: String? { nil }
+
     func execute(_ context: ExecutionContext) {
         preconditionFailure("\(type(of: self)) must override execute")
     }

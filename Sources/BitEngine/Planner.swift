@@ -20,7 +20,7 @@ struct ExecutionPlan {
 /// - or + add of an earlier value -> residual added in the epilogue (Bi-Real shortcuts);
 /// - float conv/dense (and grouped conv) + channelAffine -> folded into weights and bias.
 enum Planner {
-    static func plan(_ model: Model, threads: Int) throws -> ExecutionPlan {
+    static func plan(_ model: Model, kernels: KernelSet, threads: Int) throws -> ExecutionPlan {
         let shapes = try model.validate()
         var consumers = [[Int]](repeating: [], count: shapes.count)
         for (index, layer) in model.layers.enumerated() {
@@ -86,10 +86,10 @@ enum Planner {
                 } else {
                     epilogue = .real(multiplier: m, bias: b, residual: false)
                 }
-                steps.append(BinaryConvolutionStep(
+                steps.append(try BinaryConvolutionStep(
                     label: names.joined(separator: "+"), input: layer.inputs[0], residual: residual, output: current,
                     inputShape: shapes[layer.inputs[0]], outputShape: shapes[current], window: window,
-                    padValue: padValue, weights: model.tensors[weights], epilogue: epilogue, threads: threads))
+                    padValue: padValue, weights: model.tensors[weights], epilogue: epilogue, kernels: kernels, threads: threads))
 
             case .conv2D, .dense:
                 let (window, weightsID, biasID, outChannels): (Window2D, TensorID, TensorID?, Int)
@@ -108,10 +108,10 @@ enum Planner {
                         for k in 0..<perChannel { w[o * perChannel + k] *= scale[o] }
                     }
                 }
-                steps.append(FloatConvolutionStep(
+                steps.append(try FloatConvolutionStep(
                     label: names.joined(separator: "+"), input: layer.inputs[0], output: current,
                     inputShape: shapes[layer.inputs[0]], outputShape: shapes[current], window: window,
-                    weights: w, bias: b, threads: threads))
+                    weights: w, bias: b, kernels: kernels, threads: threads))
 
             case .groupedConv2D(let conv):
                 var scale = [Float](repeating: 1, count: conv.outChannels)

@@ -1,56 +1,44 @@
 import BitModel
+import CBitKernels
 
 /// Max or average pooling over a window. Max ignores padded positions; average divides by
 /// the window's valid count, or the full window size when `countIncludesPadding`.
 final class PoolStep: PlannedStep {
-    private let inputShape: ValueShape
-    private let pool: Pool2DLayer
-    override var kind: String { pool.kind == .max ? "maxPool" : "averagePool" }
+    let descriptor: bk_pool_desc
+    let isMax: Bool
+    override var kind: String { isMax ? "maxPool" : "averagePool" }
 
     init(label: String, input: ValueID, output: ValueID, inputShape: ValueShape, outputShape: ValueShape, pool: Pool2DLayer) {
-        self.inputShape = inputShape
-        self.pool = pool
+        let w = pool.window
+        descriptor = bk_pool_desc(
+            in_h: Int32(inputShape.height), in_w: Int32(inputShape.width), channels: Int32(inputShape.channels),
+            out_h: Int32(outputShape.height), out_w: Int32(outputShape.width),
+            kernel_h: Int32(w.kernelH), kernel_w: Int32(w.kernelW), stride_h: Int32(w.strideH), stride_w: Int32(w.strideW),
+            pad_top: Int32(w.padTop), pad_left: Int32(w.padLeft), count_includes_padding: pool.countIncludesPadding ? 1 : 0)
+        isMax = pool.kind == .max
         super.init(label: label, inputs: [input], output: output, outputShape: outputShape)
     }
 
     override func execute(_ context: ExecutionContext) {
-        let input = context.floats(at: inputOffsets[0]), output = context.floats(at: outputOffset)
-        let c = outputShape.channels
-        let w = pool.window
-        let isMax = pool.kind == .max
-        context.forEachPixelRange(outputShape.pixels, channels: c * w.kernelH * w.kernelW) { range in
-            for pixel in range {
-                let oy = pixel / outputShape.width, ox = pixel % outputShape.width
-                let y0 = oy * w.strideH - w.padTop, x0 = ox * w.strideW - w.padLeft
-                let out = output + pixel * c
-                for i in 0..<c { out[i] = isMax ? -Float.infinity : 0 }
-                var valid = 0
-                for ky in 0..<w.kernelH {
-                    let iy = y0 + ky
-                    if iy < 0 || iy >= inputShape.height { continue }
-                    for kx in 0..<w.kernelW {
-                        let ix = x0 + kx
-                        if ix < 0 || ix >= inputShape.width { continue }
-                        valid += 1
-                        let source = input + (iy * inputShape.width + ix) * c
-                        if isMax {
-                            for i in 0..<c { out[i] = max(out[i], source[i]) }
-                        } else {
-                            for i in 0..<c { out[i] += source[i] }
-                        }
-                    }
-                }
-                if !isMax {
-                    let divisor = Float(pool.countIncludesPadding ? w.kernelH * w.kernelW : max(valid, 1))
-                    for i in 0..<c { out[i] /= divisor }
+        let input = UnsafePointer(context.floats(at: inputOffsets[0])), output = context.floats(at: outputOffset)
+        let isa = context.kernels.isa, isMax = self.isMax
+        var descriptor = self.descriptor
+        let taps = Int(descriptor.kernel_h * descriptor.kernel_w)
+        withUnsafePointer(to: &descriptor) { d in
+            context.forEachPixelRange(outputShape.pixels, channels: outputShape.channels * taps) { range in
+                if isMax {
+                    bk_max_pool(isa, d, input, output, Int32(range.lowerBound), Int32(range.upperBound))
+                } else {
+                    bk_average_pool(isa, d, input, output, Int32(range.lowerBound), Int32(range.upperBound))
                 }
             }
         }
     }
 }
 
+/// Mean over all pixels per channel, split over threads by channels.
 final class GlobalAveragePoolStep: PlannedStep {
-    private let inputShape: ValueShape
+    let inputShape: ValueShape
     override var kind: String { "globalAveragePool" }
 
     init(label: String, input: ValueID, output: ValueID, inputShape: ValueShape, outputShape: ValueShape) {
@@ -59,14 +47,23 @@ final class GlobalAveragePoolStep: PlannedStep {
     }
 
     override func execute(_ context: ExecutionContext) {
-        let input = context.floats(at: inputOffsets[0]), output = context.floats(at: outputOffset)
-        let c = inputShape.channels
-        for i in 0..<c { output[i] = 0 }
-        for p in 0..<inputShape.pixels {
-            let source = input + p * c
-            for i in 0..<c { output[i] += source[i] }
+        let input = UnsafePointer(context.floats(at: inputOffsets[0])), output = context.floats(at: outputOffset)
+        let isa = context.kernels.isa
+        let pixels = inputShape.pixels, channels = inputShape.channels
+        let ranges = channelRanges(threads: context.pool.threadCount)
+        context.pool.run(tasks: ranges.count) { task, _ in
+            bk_global_average_pool(isa, input, pixels, channels, output, ranges[task].lowerBound, ranges[task].upperBound)
         }
-        let scale = Float(inputShape.pixels)
-        for i in 0..<c { output[i] /= scale }
+    }
+
+    /// One channel range per thread, whole cache lines each, so threads never share one.
+    func channelRanges(threads: Int) -> [Range<Int>] {
+        let pixels = inputShape.pixels, channels = inputShape.channels
+        let (chunks, size) = partition(channels, parts: threads, minimum: max(16, 65_536 / max(pixels, 1)))
+        let aligned = (size + 15) / 16 * 16
+        return (0..<chunks).compactMap { task in
+            let start = task * aligned
+            return start < channels ? start..<min(channels, start + aligned) : nil
+        }
     }
 }

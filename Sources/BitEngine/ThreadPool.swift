@@ -1,3 +1,4 @@
+import CBitKernels
 import Foundation
 import Synchronization
 
@@ -7,7 +8,9 @@ import Synchronization
 /// uses only its own thread's scratch memory, so results do not depend on which thread ran
 /// which task. Workers spin briefly before sleeping: a network runs dozens of short
 /// parallel loops per inference, and a condition-variable wake-up per loop would cost more
-/// than many of the loops themselves.
+/// than many of the loops themselves. Every spin iteration pauses (x86 PAUSE, ARM YIELD),
+/// so a spinning core leaves the pipeline and memory bandwidth to the others, and the spin
+/// is bounded (about a millisecond) before the worker sleeps.
 final class ThreadPool: @unchecked Sendable {
     let threadCount: Int
     private let shared: SharedState
@@ -37,7 +40,8 @@ final class ThreadPool: @unchecked Sendable {
             while true {
                 var current = generation.load(ordering: .acquiring)
                 var spins = 0
-                while current == seen && spins < 100_000 {
+                while current == seen && spins < 20_000 {
+                    bk_spin_pause()
                     spins += 1
                     current = generation.load(ordering: .acquiring)
                 }
@@ -98,7 +102,7 @@ final class ThreadPool: @unchecked Sendable {
             shared.work(thread: 0)
 
             // Workers finish within the time of one task; spinning beats sleeping here.
-            while shared.finishedWorkers.load(ordering: .acquiring) < threadCount - 1 {}
+            while shared.finishedWorkers.load(ordering: .acquiring) < threadCount - 1 { bk_spin_pause() }
             shared.lock.lock()
             shared.job = nil
             shared.lock.unlock()

@@ -8,12 +8,16 @@ public enum SyntheticModels {
         case biRealNet18 = "bireal18"
         /// One binary 3x3 conv 64->64 with zero padding on a 56x56 input (115.6 M MACs).
         case binaryConvLayer = "conv3x3-64"
+        /// Five binary 3x3 convs 64->64 at 56x56, each followed by BatchNorm, with sign
+        /// between them (so the middle ones read and emit packed bits): a layer in a stack.
+        case binaryConvStack = "conv3x3-64-stack5"
     }
 
     public static func make(_ architecture: Architecture, inputSize: Int = 224, classes: Int = 1000, seed: UInt64 = 0) -> Model {
         switch architecture {
         case .biRealNet18: return biRealNet18(inputSize: inputSize, classes: classes, seed: seed)
         case .binaryConvLayer: return binaryConvLayer(size: inputSize == 224 ? 56 : inputSize, seed: seed)
+        case .binaryConvStack: return binaryConvStack(size: inputSize == 224 ? 56 : inputSize, seed: seed)
         }
     }
 
@@ -29,6 +33,26 @@ public enum SyntheticModels {
             input: TensorSpec(name: "input", shape: [1, channels, size, size], layout: .nchw),
             output: TensorSpec(name: "output", shape: [1, channels, size, size], layout: .nchw))
         return b.build(metadata: metadata, output: conv)
+    }
+
+    public static func binaryConvStack(size: Int = 56, channels: Int = 64, layers: Int = 5, seed: UInt64 = 0) -> Model {
+        var random = SeededGenerator(seed: seed)
+        var b = ModelBuilder()
+        var x = b.input
+        for index in 0..<layers {
+            let bits = b.binarize(x, name: "sign\(index + 1)")
+            x = b.binaryConv2D(bits, inChannels: channels, outChannels: channels, window: Window2D(kernel: 3, stride: 1, padding: 1),
+                               weights: random.floats(channels * 9 * channels), name: "conv\(index + 1)")
+            x = b.channelAffine(x, multiplier: random.floats(channels, in: 0.5...1.5), bias: random.floats(channels, in: -2...2),
+                                name: "bn\(index + 1)")
+        }
+        let metadata = ModelMetadata(
+            name: "binary-conv3x3-\(channels)-stack\(layers)", version: "synthetic",
+            description: "\(layers) binary 3x3 convs with BatchNorm and sign between, random weights",
+            producer: "BitFleet SyntheticModels",
+            input: TensorSpec(name: "input", shape: [1, channels, size, size], layout: .nchw),
+            output: TensorSpec(name: "output", shape: [1, channels, size, size], layout: .nchw))
+        return b.build(metadata: metadata, output: x)
     }
 
     public static func biRealNet18(inputSize: Int = 224, classes: Int = 1000, seed: UInt64 = 0) -> Model {

@@ -26,6 +26,6 @@ struct ModelCommand: AsyncParsableCommand {
         commandName: "model",
         abstract: "Convert, inspect, run and benchmark models; push them to the registry.",
         subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, ConvertCommand.self, SynthesizeCommand.self,
-                      PushCommand.self, ListModelsCommand.self]
+                      TraceCommand.self, PushCommand.self, ListModelsCommand.self]
     )
 }

@@ -4,7 +4,7 @@ import Foundation
 /// indices the converter reads), with the kind of ONNX element type it had: integer
 /// division truncates, comparisons make booleans, and float results round to float32 as
 /// ONNX Runtime's would.
-struct ONNXConstant {
+struct ONNXConstant: Equatable {
     enum ElementType: String {
         case float, integer, bool
     }

@@ -149,9 +149,17 @@ struct Conversion {
             try bind(node, .constant(value))
             return "constant \(value.dims)"
         case "Shape", "Size":
-            if let a = try input(0, of: node).activation {
-                let value = node.opType == "Shape" ? ConstantFolder.shapeOf(a.onnxDims, node: node)
-                    : ONNXConstant(dims: [], values: [Double(a.onnxDims.reduce(1, *))], type: .integer)
+            let source = try input(0, of: node)
+            if let a = source.activation {
+                var dims = a.onnxDims
+                // A Pad waiting for its Conv has the padded shape, not its input's.
+                if case .padded(_, let pads, _) = source {
+                    let (h, w) = a.layout == .nchw ? (2, 3) : (1, 2)
+                    dims[h] += pads[0] + pads[2]
+                    dims[w] += pads[1] + pads[3]
+                }
+                let value = node.opType == "Shape" ? ConstantFolder.shapeOf(dims, node: node)
+                    : ONNXConstant(dims: [], values: [Double(dims.reduce(1, *))], type: .integer)
                 try bind(node, .constant(value))
                 return "folded: the static \(node.opType == "Shape" ? "shape" : "size") \(value.values.map { Int($0) }) of an activation"
             }

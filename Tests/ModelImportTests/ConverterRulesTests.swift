@@ -152,6 +152,72 @@ struct ConverterRulesTests {
         #expect(throws: ImportError.self) { try fold("ConstantOfShape", [c([3], [1024, 1024, 1024], .integer)]) }
     }
 
+    @Test("constant folding covers the arithmetic, reduction, cast and shape ops exports contain")
+    func foldingOperators() throws {
+        func c(_ dims: [Int], _ values: [Double], _ type: ONNXConstant.ElementType = .float) -> ONNXConstant { ONNXConstant(dims: dims, values: values, type: type) }
+        func fold(_ op: String, _ inputs: [ONNXConstant?], ints: [String: [Int]] = [:], int: [String: Int] = [:], opset: Int = 17,
+                  tensor: Onnx_TensorProto? = nil) throws -> ONNXConstant {
+            var proto = Onnx_NodeProto()
+            proto.opType = op
+            for (key, value) in ints { var a = Onnx_AttributeProto(); a.name = key; a.ints = value.map(Int64.init); proto.attribute.append(a) }
+            for (key, value) in int { var a = Onnx_AttributeProto(); a.name = key; a.i = Int64(value); proto.attribute.append(a) }
+            if let tensor { var a = Onnx_AttributeProto(); a.name = "value"; a.t = tensor; proto.attribute.append(a) }
+            return try #require(try ConstantFolder.fold(ONNXNode(proto, index: 0), inputs, opset: opset))
+        }
+        let x = c([2, 2], [1, -4, 9, 0.5])
+        #expect(try fold("Add", [x, c([2], [1, 2])]).values == [2, -2, 10, 2.5], "broadcast over the last axis")
+        #expect(try fold("Sub", [c([], [1]), x]).values == [0, 5, -8, 0.5])
+        #expect(try fold("Neg", [x]).values == [-1, 4, -9, -0.5])
+        #expect(try fold("Div", [c([], [1]), c([], [3])]).values == [Double(Float(1.0 / 3.0))], "float results are float32")
+        #expect(try fold("Pow", [x, c([], [2])]).values == [1, 16, 81, 0.25])
+        #expect(try fold("Sqrt", [c([2], [9, 2])]).values == [3, Double(Float(2.0.squareRoot()))])
+        #expect(try fold("Clip", [x, c([], [-1]), c([], [2])]).values == [1, -1, 2, 0.5])
+        #expect(try fold("Clip", [x, nil, c([], [0])]).values == [0, -4, 0, 0], "min omitted")
+        // ReduceSum takes its axes as an input from opset 13, ReduceMean from 18.
+        #expect(try fold("ReduceSum", [x, c([1], [1], .integer)], int: ["keepdims": 0], opset: 13) == c([2], [-3, 9.5]))
+        #expect(try fold("ReduceMean", [x, c([1], [0], .integer)], opset: 18) == c([1, 2], [5, -1.75]))
+        #expect(try fold("ReduceMean", [x], ints: ["axes": [-1]], opset: 17).values == [-1.5, 4.75])
+        // Cast truncates toward zero to integers and rounds to float32 to float.
+        #expect(try fold("Cast", [c([3], [2.7, -2.7, 1e10])], int: ["to": 7]) == c([3], [2, -2, 1e10], .integer))
+        #expect(try fold("Cast", [c([1], [0.1])], int: ["to": 1]).values == [Double(Float(0.1))])
+        #expect(try fold("Squeeze", [c([1, 2, 1], [3, 4]), c([2], [0, -1], .integer)], opset: 13).dims == [2])
+        #expect(try fold("Squeeze", [c([1, 2, 1], [3, 4])], ints: ["axes": [0]], opset: 11).dims == [2, 1])
+        var one = Onnx_TensorProto()
+        one.dims = [1]
+        one.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+        one.floatData = [1.5]
+        #expect(try fold("ConstantOfShape", [c([2], [2, 3], .integer)], tensor: one) == c([2, 3], [Double](repeating: 1.5, count: 6)))
+        #expect(try fold("ConstantOfShape", [c([1], [2], .integer)]) == c([2], [0, 0]))
+        #expect(try fold("Shape", [c([1, 8, 4, 4], [Double](repeating: 0, count: 128))], int: ["start": 2]).values == [4, 4])
+        #expect(try fold("Size", [x]).values == [4])
+    }
+
+    @Test("Shape of a padded activation is the padded shape")
+    func shapeOfPadded() throws {
+        var graph = TinyGraph()
+        graph.opset = 13
+        graph.node("Sign", ["input"], "s")
+        graph.ints("pads", [0, 0, 1, 1, 0, 0, 1, 1])
+        graph.node("Pad", ["s", "pads"], "p")
+        graph.constant("w", [2, 2, 3, 3], (0..<36).map { $0 % 3 == 0 ? -1 : 1 })
+        graph.node("Conv", ["p", "w"], "conv", ints: ["kernel_shape": [3, 3]])
+        // [1, -1] only if Shape(p)[2] is the padded height 5: 5 - 4 = 1.
+        graph.node("Shape", ["p"], "shape")
+        graph.ints("two", [2])
+        graph.node("Gather", ["shape", "two"], "height")
+        graph.ints("four", [4])
+        graph.node("Sub", ["height", "four"], "batch")
+        graph.ints("rest", [-1])
+        graph.node("Concat", ["batch", "rest"], "target", int: ["axis": 0])
+        graph.node("Reshape", ["conv", "target"], "flat")
+        graph.constant("fc", [18, 2], (0..<36).map { Float($0) / 36 })
+        graph.node("MatMul", ["flat", "fc"], "output")
+        let result = try convert(graph, input: [1, 2, 3, 3], output: "output")
+        #expect(result.explanation.contains { $0.opType == "Shape" && $0.result.contains("[1, 2, 5, 5]") }, "\(result.explanation)")
+        #expect(result.model.metadata.output.shape == [1, 2])
+        #expect(result.model.layers.contains { if case .binaryConv2D = $0.operation { return true } else { return false } })
+    }
+
     @Test("a per-channel constant may be a full-shape tensor that repeats per channel; one that varies spatially is refused")
     func broadcastConstants() throws {
         var graph = TinyGraph()

@@ -447,6 +447,145 @@ def build_ops_binarize():
     return b, b.model([1, 3, 8, 8], x, [1, 10]), [1, 3, 8, 8], 7007
 
 
+# One fixture per operator that ordinary exports contain (issue 15), each in a small graph of
+# its own so that a failure names the operator; the ops_* graphs above combine them.
+def _head(b: Builder, x, c):
+    """GlobalAveragePool -> Flatten -> float Gemm c -> 10."""
+    x = b.op("GlobalAveragePool", [x])
+    x = b.op("Flatten", [x], axis=1)
+    return b.gemm_float(x, c, 10)
+
+
+def build_op_logsoftmax():
+    """LogSoftmax over the last axis (PyTorch's log_softmax(dim=-1) classifier)."""
+    b = Builder("op_logsoftmax", 13, seed=811)
+    x = b.gemm_float("input", 16, 10)
+    x = b.op("LogSoftmax", [x], axis=-1)
+    return b, b.model([1, 16], x, [1, 10]), [1, 16], 8011
+
+
+def build_op_neg():
+    """Neg before a Sign (a negative threshold scale) and on real values."""
+    b = Builder("op_neg", 13, seed=812)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.op("Neg", [x])
+    x = b.sign(x, "checked")
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="after-neg")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))
+    x = b.op("Neg", [x])
+    x = _head(b, x, 8)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8012
+
+
+def build_op_cast():
+    """Cast to float of a real activation and of a binarized one (TorchScript's
+    `where(...).to(dtype)`)."""
+    b = Builder("op_cast", 13, seed=813)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    x = b.sign(x, "checked")
+    x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="after-cast")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))
+    x = _head(b, x, 8)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8013
+
+
+def build_op_clip_sign():
+    """Sign(Clip(x, lo, hi)) for bounds around 0 (Hardtanh, asymmetric, min or max omitted)
+    and for ranges that exclude 0 (Sign is then constant +1 or -1)."""
+    b = Builder("op_clip_sign", 13, seed=814)
+    f32 = np.float32
+    x = b.float_conv("input", 3, 16, 3, pad=1)
+    x = b.bn_random(x, 16, in_std=1.0)
+    for layer, lo, hi in [("hardtanh", -1.0, 1.0), ("asymmetric", -0.5, 3.0), ("max-only", None, 0.7), ("min-only", -2.0, None)]:
+        bounds = ["" if lo is None else b.const("clip_min", f32(lo)), "" if hi is None else b.const("clip_max", f32(hi))]
+        x = b.op("Clip", [x] + bounds)
+        x = b.sign(x, "checked")
+        x, _, fan = b.binary_conv(x, 16, 16, 3 if layer == "hardtanh" else 1, pad=1 if layer == "hardtanh" else 0,
+                                  form="pm1", layer=f"after-{layer}")
+        x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    branches = []
+    for layer, lo, hi, cout in [("around-zero", -1.0, 1.0, 8), ("positive", 0.2, 3.0, 4), ("negative", -3.0, -0.25, 4)]:
+        y = b.op("Clip", [x, b.const("clip_min", f32(lo)), b.const("clip_max", f32(hi))])
+        y = b.sign(y, "checked")
+        y, _, _ = b.binary_conv(y, 16, cout, 1, form="pm1", layer=f"branch-{layer}")
+        branches.append(y)
+    x = b.op("Concat", branches, axis=1)
+    x = _head(b, x, 16)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8014
+
+
+def _op_reducemean(opset: int):
+    """ReduceMean over the spatial axes as global pooling: negative axes in an attribute with
+    keepdims=1 and a Squeeze (opset 13), an axes input with keepdims=0 (opset 18)."""
+    b = Builder(f"op_reducemean_opset{opset}", opset, seed=815)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.bn_random(x, 8, in_std=1.0)
+    if opset >= 18:
+        x = b.op("ReduceMean", [x, b.const("axes", np.array([2, 3]), np.int64)], keepdims=0)
+    else:
+        x = b.op("ReduceMean", [x], axes=[-1, -2], keepdims=1)
+        x = b.op("Squeeze", [x, b.const("axes", np.array([2, 3]), np.int64)])
+    x = b.gemm_float(x, 8, 10)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8015
+
+
+def build_op_transpose_flatten():
+    """Transposes as tf2onnx writes them: NCHW -> NHWC around a Sign and back before a Conv,
+    Transpose to NHWC then Flatten, and a Reshape [1, -1] of an NCHW tensor."""
+    b = Builder("op_transpose_flatten", 13, seed=816)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.op("Transpose", [x], perm=[0, 2, 3, 1])
+    x = b.sign(x, "checked")
+    x = b.op("Transpose", [x], perm=[0, 3, 1, 2])
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="between-transposes")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))  # [1,8,6,6]
+    t = b.op("Transpose", [x], perm=[0, 2, 3, 1])
+    t = b.op("Flatten", [t], axis=1)
+    t = b.gemm_float(t, 8 * 6 * 6, 10)
+    r = b.op("Reshape", [x, b.const("shape", np.array([1, -1]), np.int64)])
+    r = b.gemm_float(r, 8 * 6 * 6, 10)
+    x = b.op("Add", [t, r])
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8016
+
+
+def build_op_threshold():
+    """Comparison-based binarization with non-zero thresholds of the shapes exports write:
+    Where(x >= t) with t [1,C,1,1], Where(x > t) with a scalar, Where(x < t, -1, 1) with
+    t [C,1,1], Where(x <= t, -1, 1) with a full [1,C,H,W] t that repeats per channel,
+    Where(t < x) with the constant first, and RSign sign(x + b)."""
+    b = Builder("op_threshold", 13, seed=817)
+    c, h, w = 8, 6, 6
+    x = b.float_conv("input", 3, c, 3, pad=1)
+    x = b.bn_random(x, c, in_std=1.0)
+
+    def per_channel(shape):
+        return (b.rng.standard_normal(c) * 0.3).astype(np.float32).reshape(shape)
+
+    def then_binary(x, layer):
+        x, _, fan = b.binary_conv(x, c, c, 1, form="pm1", layer=layer)
+        return b.bn_random(x, c, in_std=np.sqrt(fan))
+
+    x = then_binary(b.threshold_sign(x, per_channel((1, c, 1, 1)), "GreaterOrEqual"), "after-ge")
+    x = then_binary(b.threshold_sign(x, np.float32(0.15), "Greater"), "after-gt")
+    x = then_binary(b.threshold_sign(x, per_channel((c, 1, 1)), "Less"), "after-lt")
+    full = np.broadcast_to(per_channel((1, c, 1, 1)), (1, c, h, w)).copy()
+    x = then_binary(b.threshold_sign(x, full, "LessOrEqual"), "after-le-full")
+    # t < x: the constant is the first operand.
+    t = per_channel((1, c, 1, 1))
+    cond = b.op("Less", [b.const("threshold", t), x])
+    y = b.op("Where", [cond, b.const("one", np.float32(1.0)), b.const("minus_one", np.float32(-1.0))])
+    b.sign_acts.append({"input": x, "output": y, "margin": "checked", "threshold": t})
+    x = then_binary(y, "after-t-lt-x")
+    # RSign: sign(x + b), b per channel.
+    x = b.op("Add", [x, b.const("rsign_bias", per_channel((1, c, 1, 1)))])
+    x = b.sign(x, "checked")
+    x, _, _ = b.binary_conv(x, c, c, 3, pad=1, form="pm1", layer="after-rsign")
+    x = _head(b, x, c)
+    return b, b.model([1, 3, h, w], x, [1, 10]), [1, 3, h, w], 8017
+
+
 FIXTURES = {
     "binary_mlp": build_binary_mlp,
     "binary_cnn": build_binary_cnn,
@@ -457,6 +596,14 @@ FIXTURES = {
     "ops_head_opset13": lambda: _ops_head(13),
     "ops_head_opset18": lambda: _ops_head(18),
     "ops_binarize": build_ops_binarize,
+    "op_logsoftmax": build_op_logsoftmax,
+    "op_neg": build_op_neg,
+    "op_cast": build_op_cast,
+    "op_clip_sign": build_op_clip_sign,
+    "op_reducemean_opset13": lambda: _op_reducemean(13),
+    "op_reducemean_opset18": lambda: _op_reducemean(18),
+    "op_transpose_flatten": build_op_transpose_flatten,
+    "op_threshold": build_op_threshold,
 }
 
 DESCRIPTIONS = {
@@ -479,6 +626,16 @@ DESCRIPTIONS = {
     "Transpose(NHWC) + Flatten",
     "ops_binarize": "Sign(Clip(-1,1)), Sign(Clip(-0.5,3)), Where(x >= t) and Where(x < t) with per-channel "
     "thresholds, Sign(Sign(x) + 0.1)",
+    "op_logsoftmax": "LogSoftmax(axis=-1) after a Gemm",
+    "op_neg": "Neg before a Sign and on real values",
+    "op_cast": "Cast(to float) of a real and of a binarized activation",
+    "op_clip_sign": "Sign(Clip(x, lo, hi)) with bounds (-1,1), (-0.5,3), (none,0.7), (-2,none), and (0.2,3), "
+    "(-3,-0.25) where Sign is constant",
+    "op_reducemean_opset13": "ReduceMean(axes=[-1,-2], keepdims=1) + Squeeze as global pooling",
+    "op_reducemean_opset18": "ReduceMean(axes input [2,3], keepdims=0) as global pooling",
+    "op_transpose_flatten": "Transpose NHWC -> Sign -> Transpose NCHW -> binary Conv; Transpose + Flatten; Reshape [1,-1]",
+    "op_threshold": "Where(x >= t), Where(x > t), Where(x < t, -1, 1), Where(x <= t, -1, 1) with a full-shape t, "
+    "Where(t < x), Sign(x + b)",
 }
 
 

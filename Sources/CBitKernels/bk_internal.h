@@ -156,6 +156,7 @@ struct bk_fconv {
 void bk_binarize_portable(const float *x, size_t pixels, size_t channels, uint64_t *out);
 void bk_binarize_avx2(const float *x, size_t pixels, size_t channels, uint64_t *out);
 void bk_binarize_neon(const float *x, size_t pixels, size_t channels, uint64_t *out);
+void bk_max_pool_neon(const bk_pool_desc *d, const float *input, float *output, int32_t pixel_begin, int32_t pixel_end);
 void bk_transpose_portable(const float *source, size_t rows, size_t columns, float *destination);
 void bk_transpose_neon(const float *source, size_t rows, size_t columns, float *destination);
 void bk_transpose_avx2(const float *source, size_t rows, size_t columns, float *destination);

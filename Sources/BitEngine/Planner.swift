@@ -18,7 +18,7 @@ struct ExecutionPlan {
 /// - binary conv/dense + channelAffine (BatchNorm) -> folded multiplier and bias;
 /// - then + binarize -> per-channel thresholds, the step emits packed bits;
 /// - or + add of an earlier value -> residual added in the epilogue (Bi-Real shortcuts);
-/// - float conv/dense + channelAffine -> folded into weights and bias.
+/// - float conv/dense (and grouped conv) + channelAffine -> folded into weights and bias.
 enum Planner {
     static func plan(_ model: Model, kernels: KernelSet, threads: Int) throws -> ExecutionPlan {
         let shapes = try model.validate()
@@ -113,6 +113,20 @@ enum Planner {
                     inputShape: shapes[layer.inputs[0]], outputShape: shapes[current], window: window,
                     weights: w, bias: b, kernels: kernels, threads: threads))
 
+            case .groupedConv2D(let conv):
+                var scale = [Float](repeating: 1, count: conv.outChannels)
+                var b = conv.bias.map(floats) ?? [Float](repeating: 0, count: conv.outChannels)
+                let current = foldAffines(from: value, multiplier: &scale, bias: &b)
+                var w = floats(conv.weights)
+                let perChannel = w.count / conv.outChannels
+                for o in 0..<conv.outChannels where scale[o] != 1 {
+                    for k in 0..<perChannel { w[o * perChannel + k] *= scale[o] }
+                }
+                steps.append(GroupedConvolutionStep(
+                    label: names.joined(separator: "+"), input: layer.inputs[0], output: current,
+                    inputShape: shapes[layer.inputs[0]], outputShape: shapes[current], window: conv.window,
+                    groups: conv.groups, weights: w, bias: b))
+
             case .binarize:
                 steps.append(BinarizeStep(label: layer.name, input: layer.inputs[0], output: value, outputShape: shapes[value]))
             case .channelAffine(let affine):
@@ -143,6 +157,8 @@ enum Planner {
                 steps.append(CopyStep(label: layer.name, inputs: layer.inputs, output: value, outputShape: shapes[value]))
             case .softmax:
                 steps.append(SoftmaxStep(label: layer.name, inputs: layer.inputs, output: value, outputShape: shapes[value]))
+            case .logSoftmax:
+                steps.append(LogSoftmaxStep(label: layer.name, inputs: layer.inputs, output: value, outputShape: shapes[value]))
             }
         }
         return allocate(steps: steps, shapes: shapes, output: model.output)

@@ -125,6 +125,29 @@ public struct Conv2DLayer: Codable, Equatable, Sendable {
     }
 }
 
+/// Full-precision grouped convolution (depthwise when `groups == inChannels ==
+/// outChannels`): QuickNet's depthwise stem and blur-pool transitions. Group g reads input
+/// channels [g*I/G, (g+1)*I/G) and writes output channels [g*O/G, (g+1)*O/G). Zero padding.
+public struct GroupedConv2DLayer: Codable, Equatable, Sendable {
+    public var inChannels: Int
+    public var outChannels: Int
+    public var groups: Int
+    public var window: Window2D
+    /// `f32` [outChannels, kernelH, kernelW, inChannels / groups].
+    public var weights: TensorID
+    /// `f32` [outChannels], optional.
+    public var bias: TensorID?
+
+    public init(inChannels: Int, outChannels: Int, groups: Int, window: Window2D, weights: TensorID, bias: TensorID?) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.groups = groups
+        self.window = window
+        self.weights = weights
+        self.bias = bias
+    }
+}
+
 /// Full-precision fully connected layer.
 public struct DenseLayer: Codable, Equatable, Sendable {
     public var inFeatures: Int
@@ -200,6 +223,8 @@ public enum LayerOperation: Equatable, Sendable {
     case binaryConv2D(BinaryConv2DLayer)
     case binaryDense(BinaryDenseLayer)
     case conv2D(Conv2DLayer)
+    /// A later addition to format 1.0: readers that predate it refuse it as an unknown op.
+    case groupedConv2D(GroupedConv2DLayer)
     case dense(DenseLayer)
     case channelAffine(ChannelAffineLayer)
     case add
@@ -211,6 +236,8 @@ public enum LayerOperation: Equatable, Sendable {
     case clip(ClipLayer)
     case flatten
     case softmax
+    /// log(softmax(x)) over channels, computed stably. A later addition, like groupedConv2D.
+    case logSoftmax
 
     /// The name used in files, `--explain` output and error messages.
     public var opName: String {
@@ -220,6 +247,7 @@ public enum LayerOperation: Equatable, Sendable {
         case .binaryConv2D: return "binaryConv2d"
         case .binaryDense: return "binaryDense"
         case .conv2D: return "conv2d"
+        case .groupedConv2D: return "groupedConv2d"
         case .dense: return "dense"
         case .channelAffine: return "channelAffine"
         case .add: return "add"
@@ -231,6 +259,7 @@ public enum LayerOperation: Equatable, Sendable {
         case .clip: return "clip"
         case .flatten: return "flatten"
         case .softmax: return "softmax"
+        case .logSoftmax: return "logSoftmax"
         }
     }
 
@@ -242,6 +271,8 @@ public enum LayerOperation: Equatable, Sendable {
         case .binaryDense(let l):
             return [("weights", l.weights), ("multiplier", l.multiplier), ("bias", l.bias)]
         case .conv2D(let l):
+            return [("weights", l.weights)] + (l.bias.map { [("bias", $0)] } ?? [])
+        case .groupedConv2D(let l):
             return [("weights", l.weights)] + (l.bias.map { [("bias", $0)] } ?? [])
         case .dense(let l):
             return [("weights", l.weights)] + (l.bias.map { [("bias", $0)] } ?? [])
@@ -284,6 +315,7 @@ extension Layer: Codable {
         case "binaryConv2d": operation = .binaryConv2D(try attributes(BinaryConv2DLayer.self))
         case "binaryDense": operation = .binaryDense(try attributes(BinaryDenseLayer.self))
         case "conv2d": operation = .conv2D(try attributes(Conv2DLayer.self))
+        case "groupedConv2d": operation = .groupedConv2D(try attributes(GroupedConv2DLayer.self))
         case "dense": operation = .dense(try attributes(DenseLayer.self))
         case "channelAffine": operation = .channelAffine(try attributes(ChannelAffineLayer.self))
         case "add": operation = .add
@@ -295,6 +327,7 @@ extension Layer: Codable {
         case "clip": operation = .clip(try attributes(ClipLayer.self))
         case "flatten": operation = .flatten
         case "softmax": operation = .softmax
+        case "logSoftmax": operation = .logSoftmax
         default:
             throw DecodingError.dataCorruptedError(forKey: .op, in: container,
                                                    debugDescription: "unknown op '\(op)'")
@@ -314,12 +347,13 @@ extension Layer: Codable {
         case .binaryConv2D(let a): try container.encode(a, forKey: .attributes)
         case .binaryDense(let a): try container.encode(a, forKey: .attributes)
         case .conv2D(let a): try container.encode(a, forKey: .attributes)
+        case .groupedConv2D(let a): try container.encode(a, forKey: .attributes)
         case .dense(let a): try container.encode(a, forKey: .attributes)
         case .channelAffine(let a): try container.encode(a, forKey: .attributes)
         case .pool2D(let a): try container.encode(a, forKey: .attributes)
         case .prelu(let a): try container.encode(a, forKey: .attributes)
         case .clip(let a): try container.encode(a, forKey: .attributes)
-        case .binarize, .sign, .add, .concat, .globalAveragePool, .relu, .flatten, .softmax: break
+        case .binarize, .sign, .add, .concat, .globalAveragePool, .relu, .flatten, .softmax, .logSoftmax: break
         }
     }
 }

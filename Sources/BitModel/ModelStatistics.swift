@@ -32,6 +32,8 @@ public struct ModelStatistics: Codable, Equatable, Sendable {
                 binary = l.inFeatures * l.outFeatures
             case .conv2D(let l):
                 float = output.pixels * l.outChannels * l.window.kernelH * l.window.kernelW * l.inChannels
+            case .groupedConv2D(let l):
+                float = output.pixels * l.outChannels * l.window.kernelH * l.window.kernelW * (l.inChannels / max(l.groups, 1))
             case .dense(let l):
                 float = l.inFeatures * l.outFeatures
             default:

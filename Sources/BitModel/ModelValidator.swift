@@ -191,6 +191,20 @@ struct ModelValidator {
             }
             return ValueShape(kind: .real, height: h, width: w, channels: conv.outChannels)
 
+        case .groupedConv2D(let conv):
+            try expectInputs(inputs, count: 1, kind: .real, at: index)
+            guard inputs[0].channels == conv.inChannels, conv.outChannels > 0, conv.groups >= 1, conv.groups <= conv.inChannels,
+                  conv.inChannels % conv.groups == 0, conv.outChannels % conv.groups == 0 else {
+                throw ModelFormatError(.invalidGraph, at: location, "declares \(conv.inChannels) input channels, \(conv.outChannels) output channels in \(conv.groups) groups (both must divide evenly), input is \(inputs[0])")
+            }
+            let (h, w) = try windowOutput(conv.window, input: inputs[0], at: index)
+            _ = try tensor(conv.weights, role: "weights", of: index, type: .float32,
+                           shape: [conv.outChannels, conv.window.kernelH, conv.window.kernelW, conv.inChannels / conv.groups])
+            if let bias = conv.bias {
+                _ = try tensor(bias, role: "bias", of: index, type: .float32, shape: [conv.outChannels])
+            }
+            return ValueShape(kind: .real, height: h, width: w, channels: conv.outChannels)
+
         case .dense(let dense):
             try expectInputs(inputs, count: 1, kind: .real, at: index)
             guard inputs[0].pixels == 1, inputs[0].channels == dense.inFeatures, dense.outFeatures > 0 else {
@@ -238,7 +252,7 @@ struct ModelValidator {
             try expectInputs(inputs, count: 1, kind: .real, at: index)
             return ValueShape(kind: .real, height: 1, width: 1, channels: inputs[0].channels)
 
-        case .relu, .softmax, .sign:
+        case .relu, .softmax, .logSoftmax, .sign:
             try expectInputs(inputs, count: 1, kind: .real, at: index)
             return inputs[0]
 

@@ -1,27 +1,82 @@
 import BitModel
 
 /// Graph-level simplifications after conversion, so the file holds the folded network:
-/// per-channel affine maps (BatchNorm, scales) folded into the conv or dense layer before
-/// them, and tensors no layer uses dropped.
+/// layers whose value reaches no output dropped (a Clip only a Sign read, sign values
+/// nothing reads), per-channel affine maps (BatchNorm, scales, ReActNet's learnable
+/// shifts) merged with each other and folded into the conv or dense layer before them,
+/// and tensors no layer uses dropped.
 enum GraphRewriter {
     static func optimize(_ model: Model) throws -> Model {
-        var model = model
+        var model = removeDeadLayers(model)
+        while let (first, second) = mergeableAffines(in: model) {
+            merge(affine: second, into: first, of: &model)
+        }
         while let (producer, affine) = foldableAffine(in: model) {
             fold(affine: affine, into: producer, of: &model)
         }
         return compactTensors(model)
     }
 
-    /// A channelAffine whose input is a conv/dense output read by nothing else.
-    private static func foldableAffine(in model: Model) -> (producer: Int, affine: Int)? {
+    private static func readerCounts(_ model: Model) -> [Int] {
         var readers = [Int](repeating: 0, count: model.layers.count + 1)
         for layer in model.layers { for input in layer.inputs { readers[input] += 1 } }
         readers[model.output] += 1
+        return readers
+    }
+
+    /// Drops every layer whose value no later layer (or the output) reads.
+    private static func removeDeadLayers(_ model: Model) -> Model {
+        var model = model
+        var live = [Bool](repeating: false, count: model.layers.count + 1)
+        live[model.output] = true
+        for index in model.layers.indices.reversed() where live[index + 1] {
+            for input in model.layers[index].inputs { live[input] = true }
+        }
+        var newValue = [ValueID](repeating: -1, count: model.layers.count + 1)
+        newValue[0] = 0
+        var layers: [Layer] = []
+        for (index, layer) in model.layers.enumerated() where live[index + 1] {
+            var kept = layer
+            kept.inputs = layer.inputs.map { newValue[$0] }
+            layers.append(kept)
+            newValue[index + 1] = layers.count
+        }
+        model.layers = layers
+        model.output = newValue[model.output]
+        return model
+    }
+
+    /// A channelAffine whose input is another channelAffine read by nothing else.
+    private static func mergeableAffines(in model: Model) -> (first: Int, second: Int)? {
+        let readers = readerCounts(model)
+        for (index, layer) in model.layers.enumerated() {
+            guard case .channelAffine = layer.operation, let input = layer.inputs.first, input > 0, readers[input] == 1,
+                  case .channelAffine = model.layers[input - 1].operation else { continue }
+            return (input - 1, index)
+        }
+        return nil
+    }
+
+    /// second(first(x)) = m2 (m1 x + b1) + b2, stored in `first`; `second` is removed.
+    private static func merge(affine second: Int, into first: Int, of model: inout Model) {
+        guard case .channelAffine(let outer) = model.layers[second].operation,
+              case .channelAffine(let inner) = model.layers[first].operation else { return }
+        let m2 = model.tensors[outer.multiplier].floats, b2 = model.tensors[outer.bias].floats
+        let m1 = model.tensors[inner.multiplier].floats, b1 = model.tensors[inner.bias].floats
+        model.tensors[inner.multiplier] = Tensor(shape: [m1.count], floats: m1.indices.map { m2[$0] * m1[$0] })
+        model.tensors[inner.bias] = Tensor(shape: [b1.count], floats: b1.indices.map { m2[$0] * b1[$0] + b2[$0] })
+        model.layers[first].name += "+" + model.layers[second].name
+        removeLayer(second, replacingWith: first + 1, in: &model)
+    }
+
+    /// A channelAffine whose input is a conv/dense output read by nothing else.
+    private static func foldableAffine(in model: Model) -> (producer: Int, affine: Int)? {
+        let readers = readerCounts(model)
         for (index, layer) in model.layers.enumerated() {
             guard case .channelAffine = layer.operation, let input = layer.inputs.first, input > 0,
                   readers[input] == 1 else { continue }
             switch model.layers[input - 1].operation {
-            case .binaryConv2D, .binaryDense, .conv2D, .dense: return (input - 1, index)
+            case .binaryConv2D, .binaryDense, .conv2D, .groupedConv2D, .dense: return (input - 1, index)
             default: continue
             }
         }
@@ -56,6 +111,9 @@ enum GraphRewriter {
         case .conv2D(var conv):
             conv.bias = rescaleFloat(weights: conv.weights, bias: conv.bias)
             layer.operation = .conv2D(conv)
+        case .groupedConv2D(var conv):
+            conv.bias = rescaleFloat(weights: conv.weights, bias: conv.bias)
+            layer.operation = .groupedConv2D(conv)
         case .dense(var dense):
             dense.bias = rescaleFloat(weights: dense.weights, bias: dense.bias)
             layer.operation = .dense(dense)
@@ -93,6 +151,7 @@ enum GraphRewriter {
             case .binaryConv2D(var l): l.weights = id(l.weights); l.multiplier = id(l.multiplier); l.bias = id(l.bias); model.layers[i].operation = .binaryConv2D(l)
             case .binaryDense(var l): l.weights = id(l.weights); l.multiplier = id(l.multiplier); l.bias = id(l.bias); model.layers[i].operation = .binaryDense(l)
             case .conv2D(var l): l.weights = id(l.weights); l.bias = l.bias.map(id); model.layers[i].operation = .conv2D(l)
+            case .groupedConv2D(var l): l.weights = id(l.weights); l.bias = l.bias.map(id); model.layers[i].operation = .groupedConv2D(l)
             case .dense(var l): l.weights = id(l.weights); l.bias = l.bias.map(id); model.layers[i].operation = .dense(l)
             case .channelAffine(var l): l.multiplier = id(l.multiplier); l.bias = id(l.bias); model.layers[i].operation = .channelAffine(l)
             case .prelu(var l): l.slope = id(l.slope); model.layers[i].operation = .prelu(l)

@@ -12,10 +12,13 @@ struct ONNXGraph {
     var output: String
     var opset: Int
     var producer: String
+    /// Reads tensors kept in files beside the model; nil when converting bytes alone.
+    let externalData: ExternalDataReader?
 
     static let supportedOpsets = 11...21
 
-    init(data: Data) throws {
+    init(data: Data, externalData: ExternalDataReader? = nil) throws {
+        self.externalData = externalData
         let model: Onnx_ModelProto
         do {
             model = try Onnx_ModelProto(serializedBytes: data)
@@ -38,7 +41,7 @@ struct ONNXGraph {
 
         var constants: [String: ONNXConstant] = [:]
         for tensor in graph.initializer {
-            constants[tensor.name] = try ONNXConstant(tensor, location: "initializer '\(tensor.name)'")
+            constants[tensor.name] = try ONNXConstant(tensor, location: "initializer '\(tensor.name)'", external: externalData)
         }
         nodes = []
         for (index, proto) in graph.node.enumerated() {
@@ -129,75 +132,4 @@ struct ONNXNode {
     func string(_ name: String) -> String? {
         attributes[name].map { String(decoding: $0.s, as: UTF8.self) }
     }
-}
-
-/// A constant tensor, as doubles (exact for float32 and for the int64 shapes and pads
-/// the converter reads).
-struct ONNXConstant {
-    var dims: [Int]
-    var values: [Double]
-
-    init(dims: [Int], values: [Double]) {
-        self.dims = dims
-        self.values = values
-    }
-
-    init(_ tensor: Onnx_TensorProto, location: String) throws {
-        dims = tensor.dims.map { Int($0) }
-        guard dims.allSatisfy({ $0 >= 0 }) else { throw ImportError(location, "negative dimension in \(dims)") }
-        // Zero-sized dimensions count as 1 here, so that no product of dimensions (such as
-        // the strides of a broadcast) can overflow even when the tensor is empty.
-        var count = 1, extent = 1
-        for dim in dims {
-            let (product, overflow) = extent.multipliedReportingOverflow(by: max(dim, 1))
-            guard !overflow, product <= 1 << 30 else { throw ImportError(location, "shape \(dims) is too large") }
-            extent = product
-            count *= dim
-        }
-        if tensor.dataLocation == .external {
-            throw ImportError(location, "external data is not supported; save the model with weights inside the file")
-        }
-        let raw = tensor.rawData
-        let shape = dims
-        func fromRaw<T: FixedWidthInteger>(_ type: T.Type, _ convert: (T) -> Double) throws -> [Double] {
-            let size = MemoryLayout<T>.size
-            guard raw.count == count * size else {
-                throw ImportError(location, "raw data has \(raw.count) bytes, shape \(shape) needs \(count * size)")
-            }
-            return raw.withUnsafeBytes { bytes in
-                (0..<count).map { convert(T(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * size, as: T.self))) }
-            }
-        }
-        switch Onnx_TensorProto.DataType(rawValue: Int(tensor.dataType)) {
-        case .float?:
-            values = raw.isEmpty ? tensor.floatData.map(Double.init) : try fromRaw(UInt32.self) { Double(Float(bitPattern: $0)) }
-        case .double?:
-            values = raw.isEmpty ? tensor.doubleData : try fromRaw(UInt64.self) { Double(bitPattern: $0) }
-        case .int64?:
-            values = raw.isEmpty ? tensor.int64Data.map(Double.init) : try fromRaw(Int64.self) { Double($0) }
-        case .int32?:
-            values = raw.isEmpty ? tensor.int32Data.map(Double.init) : try fromRaw(Int32.self) { Double($0) }
-        case .bool?:
-            values = raw.isEmpty ? tensor.int32Data.map(Double.init) : try fromRaw(UInt8.self) { Double($0) }
-        default:
-            throw ImportError(location, "data type \(tensor.dataType) is not supported (float, double, int32, int64, bool)")
-        }
-        guard values.count == count else {
-            throw ImportError(location, "has \(values.count) values, shape \(dims) needs \(count)")
-        }
-    }
-
-    var floats: [Float] { values.map { Float($0) } }
-
-    /// The values as integers (shapes, pads); an error naming the role unless every value
-    /// is a whole number of magnitude at most `limit` (NaN, infinities and 1e300 are not).
-    func integers(_ role: String, of node: ONNXNode, limit: Int = 1 << 31) throws -> [Int] {
-        try values.map { value in
-            guard value.isFinite, value.rounded() == value, abs(value) <= Double(limit) else {
-                throw ImportError.node(node, "\(role) value \(value) is not an integer in -\(limit)...\(limit)")
-            }
-            return Int(value)
-        }
-    }
-    var count: Int { values.count }
 }

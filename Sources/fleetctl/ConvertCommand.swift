@@ -9,9 +9,13 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Convert an ONNX model of a binary neural network to a .bnn file.",
         discussion: """
-        Sign activations feeding Conv/Gemm/MatMul layers whose weights are +-1 (or +-alpha \
-        per channel) become XNOR/popcount layers; BatchNorm and constant scales fold into \
-        them; the rest runs in float. The converted model gets a self-test vector computed \
+        Constant subgraphs are evaluated first (weights computed in the graph, shapes). \
+        Binarized activations (Sign, Where(x >= t, 1, -1), Larq's Sign(Sign(x) + 0.1)) \
+        feeding Conv/Gemm/MatMul layers whose weights are s * (+-1) per output channel \
+        become XNOR/popcount layers; BatchNorm and constant scales fold into them; \
+        straight-through estimators a - b + b become a; layout Transposes (tf2onnx's NHWC) \
+        cancel; the rest runs in float. External data files beside the model \
+        (model.onnx.data from PyTorch's dynamo exporter) are read from its folder. The converted model gets a self-test vector computed \
         by the engine on a fixed input (or the one you give), which agents check before \
         activating it. The output is written atomically: on any error no file is left.
 

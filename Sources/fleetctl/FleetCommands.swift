@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetKit
 import Foundation
+import ModelImport
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -10,11 +11,14 @@ struct PushCommand: AsyncParsableCommand {
         commandName: "push",
         abstract: "Upload a .bnn (or ONNX) model to the controller's registry.",
         discussion: """
-        The version label is assigned in order (v1, v2, ...) unless given.
+        The version label is assigned in order (v1, v2, ...) unless given. An ONNX model is \
+        converted by the controller. If it keeps its weights in external data files beside \
+        it (PyTorch's dynamo exporter writes model.onnx + model.onnx.data), those are read \
+        (only from the model's folder) and sent inside the model.
 
         Examples:
           fleetctl model push Models/fashion-mnist/bnn-cnn.bnn --name fashion-cnn
-          fleetctl model push model.onnx --name detector --version v7
+          fleetctl model push model.onnx --name detector --version v7   # with model.onnx.data beside it
         """
     )
 
@@ -24,7 +28,17 @@ struct PushCommand: AsyncParsableCommand {
     @Option(help: "Version label (default: next vN).") var version: String?
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+        guard var data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+        let external = data.starts(with: [0x89, 0x42, 0x4E, 0x4E]) ? [] : ONNXModelFile.externalDataLocations(data)
+        if !external.isEmpty {
+            do {
+                let embedded = try ONNXModelFile.selfContained(contentsOf: URL(fileURLWithPath: file))
+                data = embedded.data
+                if !options.json { FileHandle.standardError.write(Data("sending \(file) with its external data \(embedded.embedded.joined(separator: ", ")) (\(formatBytes(data.count)))\n".utf8)) }
+            } catch let error as ImportError {
+                throw CLIError("cannot read the external data of \(file): \(error)")
+            }
+        }
         var query: [String] = []
         if let name { query.append("name=\(name.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? name)") }
         if let version { query.append("version=\(version.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? version)") }

@@ -87,6 +87,21 @@ struct ReferenceInterpreter {
                              padValue: 0, output: output)
             guard let bias = l.bias.map(t) else { return y }
             return y.indices.map { y[$0] + bias[$0 % c] }
+        case .groupedConv2D(let l):
+            // Each group convolved on its own slice of channels, by definition.
+            let s = shapes[0], gi = l.inChannels / l.groups, go = l.outChannels / l.groups
+            let w = t(l.weights), bias = l.bias.map(t)
+            var y = [Float](repeating: 0, count: output.elementCount)
+            for g in 0..<l.groups {
+                let slice = ValueShape(kind: .real, height: s.height, width: s.width, channels: gi)
+                var xs = [Float](repeating: 0, count: slice.elementCount)
+                for p in 0..<s.pixels { for i in 0..<gi { xs[p * gi + i] = x[p * s.channels + g * gi + i] } }
+                let ws = Array(w[(g * go * l.window.kernelH * l.window.kernelW * gi)..<((g + 1) * go * l.window.kernelH * l.window.kernelW * gi)])
+                let part = ValueShape(kind: .real, height: output.height, width: output.width, channels: go)
+                let ys = convolve(xs, slice, weights: ws, outChannels: go, window: l.window, padValue: 0, output: part)
+                for p in 0..<output.pixels { for j in 0..<go { y[p * c + g * go + j] = ys[p * go + j] + (bias?[g * go + j] ?? 0) } }
+            }
+            return y
         case .dense(let l):
             let w = t(l.weights), bias = l.bias.map(t)
             return (0..<l.outFeatures).map { o in
@@ -157,6 +172,14 @@ struct ReferenceInterpreter {
                 let e = row.map { exp($0 - largest) }
                 let sum = e.reduce(0, +)
                 for i in 0..<c { y[p * c + i] = e[i] / sum }
+            }
+            return y
+        case .logSoftmax:
+            var y = [Float](repeating: 0, count: x.count)
+            for p in 0..<output.pixels {
+                let row = x[(p * c)..<((p + 1) * c)].map(Double.init)
+                let logSum = log(row.map { exp($0) }.reduce(0, +))
+                for i in 0..<c { y[p * c + i] = Float(row[i] - logSum) }
             }
             return y
         }

@@ -14,21 +14,23 @@ Two models are trained with a straight-through estimator (STE):
            binary Conv 64->128 3x3 p1 -> BN -> MaxPool 2x2 -> Sign   (7 -> 3, floor)
            -> Flatten (1152) -> float Gemm 1152x10 (+bias) -> logits
 
-"binary" layers: weights are exactly +1/-1 (sign(w), sign(0) = +1), no bias,
-and their input is the output of an ONNX ``Sign`` node (values in {-1, 0, +1};
-0 only if a pre-activation is exactly 0, and from the zero padding of Conv).
-The first layer (float weights, float input) and the last layer (float
-weights + bias, binary input) stay full precision, as is customary for BNNs.
+"binary" layers: weights are sign(w) of latent weights (sign(0) = +1), no bias,
+and their input is torch.sign of the previous activation (ONNX ``Sign``). The
+first layer (float weights, float input) and the last layer (float weights +
+bias, binary input) stay full precision, as is customary for BNNs.
 
-The ONNX graphs are built directly with ``onnx.helper`` from the trained
-weights (no tracing exporter), so BatchNormalization stays a separate node
-after every binary Conv/Gemm, activation binarization is the ``Sign`` op and
-binary weights are float32 initializers holding exactly +1.0/-1.0.
+The ONNX files come from ``torch.onnx.export`` of the trained model, as a user
+would export it, with either exporter (``--exporter``; by default bnn-mlp uses
+the TorchScript one and bnn-cnn the dynamo one, so the samples cover both):
+dynamo (opset 18, weights in ``NAME.onnx.data``, the first layer's BatchNorm
+folded into it) or TorchScript (``dynamo=False``, opset 13, one file). Either
+way the binary weights reach the graph as ``where(w >= 0, 1, -1)`` of the
+latent weights (folded by the exporter or by BitFleet's converter).
 
 Graph input : "input"  float32 [1, 1, 28, 28], already normalized:
               (pixel/255 - 0.2860) / 0.3530
 Graph output: "logits" float32 [1, 10]
-Opset 13, IR version 7, static shapes.
+Static shapes.
 
 Reproduce (from the repository root):
     python3 tools/models/train_fashion_mnist.py
@@ -58,7 +60,6 @@ REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "Models", "fashion-mnist")
 
 OPSET = 13
-IR_VERSION = 7
 BN_EPS = 1e-5
 
 
@@ -98,7 +99,9 @@ class SignWeightSTE(torch.autograd.Function):
 
 
 def binarize_weight(w: torch.Tensor) -> torch.Tensor:
-    return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+    # Scalars rather than ones_like(w): the same values, but an exported graph then holds
+    # two scalar constants instead of two weight-sized ones.
+    return torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
 
 
 class SignAct(nn.Module):
@@ -255,117 +258,46 @@ def frozen_binary_copy(model: nn.Module) -> nn.Module:
 
 
 # --------------------------------------------------------------------------
-# ONNX export (built by hand with onnx.helper)
+# ONNX export, with PyTorch's own exporter (as a user would)
 # --------------------------------------------------------------------------
 
-
-class GraphBuilder:
-    def __init__(self):
-        self.nodes, self.inits = [], []
-        self.binary_inits = []
-        self.counter = {}
-
-    def _name(self, op):
-        k = self.counter.get(op, 0) + 1
-        self.counter[op] = k
-        return f"{op.lower()}_{k}"
-
-    def init(self, name, arr, binary=False):
-        from onnx import numpy_helper
-        arr = np.ascontiguousarray(np.asarray(arr, dtype=np.float32))
-        if binary:
-            assert set(np.unique(arr).tolist()) <= {-1.0, 1.0}, name
-            self.binary_inits.append(name)
-        self.inits.append(numpy_helper.from_array(arr, name))
-        return name
-
-    def node(self, op, inputs, out=None, **attrs):
-        from onnx import helper
-        name = self._name(op)
-        out = out or name
-        self.nodes.append(helper.make_node(op, inputs, [out], name=name, **attrs))
-        return out
-
-    def bn(self, x, bn: nn.Module, prefix):
-        ins = [x,
-               self.init(prefix + ".weight", bn.weight.detach().numpy()),
-               self.init(prefix + ".bias", bn.bias.detach().numpy()),
-               self.init(prefix + ".running_mean", bn.running_mean.numpy()),
-               self.init(prefix + ".running_var", bn.running_var.numpy())]
-        return self.node("BatchNormalization", ins, epsilon=float(bn.eps))
+EXPORTERS = ("dynamo", "torchscript")
 
 
-def _bin(w: torch.Tensor) -> np.ndarray:
-    return binarize_weight(w.detach()).numpy()
-
-
-def export_mlp(model: BnnMLP, meta) -> "onnx.ModelProto":
-    b = GraphBuilder()
-    x = b.node("Flatten", ["input"], axis=1)
-    x = b.node("Gemm", [x, b.init("fc1.weight", model.fc1.weight.detach().numpy())], transB=1)
-    x = b.bn(x, model.bn1, "bn1")
-    x = b.node("Sign", [x])
-    for i in (2, 3):
-        fc, bn = getattr(model, f"bfc{i}"), getattr(model, f"bn{i}")
-        x = b.node("Gemm", [x, b.init(f"bfc{i}.weight", _bin(fc.weight), binary=True)], transB=1)
-        x = b.bn(x, bn, f"bn{i}")
-        x = b.node("Sign", [x])
-    b.node("Gemm", [x, b.init("fc_out.weight", model.fc_out.weight.detach().numpy()),
-                    b.init("fc_out.bias", model.fc_out.bias.detach().numpy())],
-           out="logits", transB=1)
-    return _finish(b, "bnn-mlp", meta)
-
-
-def export_cnn(model: BnnCNN, meta) -> "onnx.ModelProto":
-    b = GraphBuilder()
-    pads = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
-    x = "input"
-    for i in (1, 2, 3, 4):
-        if i == 1:
-            w = b.init("conv1.weight", model.conv1.weight.detach().numpy())
-        else:
-            w = b.init(f"bconv{i}.weight", _bin(getattr(model, f"bconv{i}").weight), binary=True)
-        x = b.node("Conv", [x, w], **pads)
-        x = b.bn(x, getattr(model, f"bn{i}"), f"bn{i}")
-        if model.pool[i]:
-            x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
-        x = b.node("Sign", [x])
-    x = b.node("Flatten", [x], axis=1)
-    b.node("Gemm", [x, b.init("fc_out.weight", model.fc_out.weight.detach().numpy()),
-                    b.init("fc_out.bias", model.fc_out.bias.detach().numpy())],
-           out="logits", transB=1)
-    return _finish(b, "bnn-cnn", meta)
-
-
-def _finish(b: GraphBuilder, name, meta):
+def export_onnx(model: nn.Module, path: str, exporter: str, meta: dict) -> None:
+    """torch.onnx.export of the frozen model. The dynamo exporter (torch's default since
+    2.9) writes opset 18 and its weights to `path + ".data"`; the TorchScript exporter
+    (dynamo=False) writes opset 13 with the weights inside. The metadata properties are
+    added afterwards without rewriting the weights."""
     import onnx
-    from onnx import TensorProto, helper
-    graph = helper.make_graph(
-        b.nodes, name.replace("-", "_"),
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-        initializer=b.inits)
-    model = helper.make_model(
-        graph, producer_name="bitfleet-train-fashion-mnist", producer_version="1",
-        opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = IR_VERSION
-    model.doc_string = (f"BitFleet {name}: binary neural network for Fashion-MNIST. "
+    for stale in (path, path + ".data"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    model = model.eval()
+    example = torch.zeros(1, 1, 28, 28)
+    if exporter == "dynamo":
+        torch.onnx.export(model, (example,), path, dynamo=True, opset_version=18,
+                          input_names=["input"], output_names=["logits"])
+    else:
+        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=["logits"])
+    proto = onnx.load(path, load_external_data=False)
+    proto.doc_string = (f"BitFleet {meta['model']}: binary neural network for Fashion-MNIST. "
                         "Input is (pixel/255 - mean)/std.")
-    props = dict(meta)
-    props["binary_initializers"] = ",".join(b.binary_inits)
-    helper.set_model_props(model, {k: str(v) for k, v in props.items()})
-    onnx.checker.check_model(model, full_check=True)
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    onnx.helper.set_model_props(proto, {k: str(v) for k, v in meta.items()})
+    # Saved without touching the weights: the external data file stays as exported.
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+    onnx.checker.check_model(path, full_check=True)
 
 
-def describe(model) -> dict:
+def describe(path: str) -> dict:
+    import onnx
     from onnx import numpy_helper
+    model = onnx.load(path)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    binary = [n for n, a in inits.items() if set(np.unique(a).tolist()) <= {-1.0, 1.0}]
     return {"nodes": [n.op_type for n in model.graph.node],
-            "binary_initializers": binary,
+            "opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
             "initializer_shapes": {n: list(a.shape) for n, a in inits.items()}}
 
 
@@ -388,9 +320,11 @@ def ort_predict(path, x_norm: np.ndarray):
 
 
 MODELS = {
-    # name: (class, default epochs, batch size, lr, hflip augmentation)
-    "bnn-mlp": (BnnMLP, 10, 128, 2e-3, False),
-    "bnn-cnn": (BnnCNN, 8, 128, 2e-3, False),
+    # name: (class, default epochs, batch size, lr, hflip augmentation, exporter)
+    # The committed samples use both exporters: bnn-mlp the TorchScript one (one file, which
+    # the controller's upload test sends as it is), bnn-cnn the dynamo one (with .onnx.data).
+    "bnn-mlp": (BnnMLP, 10, 128, 2e-3, False, "torchscript"),
+    "bnn-cnn": (BnnCNN, 8, 128, 2e-3, False, "dynamo"),
 }
 
 
@@ -404,6 +338,10 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-limit", type=int, default=0, help="debug: use only N training images")
+    ap.add_argument("--exporter", choices=EXPORTERS, default=None,
+                    help="torch.onnx.export's dynamo exporter (opset 18, weights in NAME.onnx.data) "
+                         "or the TorchScript one (dynamo=False, opset 13, one file); default: "
+                         "torchscript for bnn-mlp, dynamo for bnn-cnn")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -446,7 +384,8 @@ def main(argv=None):
 
     summaries = {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        cls, epochs, bs, lr, augment = MODELS[name]
+        cls, epochs, bs, lr, augment, exporter = MODELS[name]
+        exporter = args.exporter or exporter
         ov = args.epochs_mlp if name == "bnn-mlp" else args.epochs_cnn
         epochs = ov if ov is not None else epochs
         log(f"== {name}: epochs={epochs} batch={bs} lr={lr} seed={args.seed}")
@@ -471,12 +410,10 @@ def main(argv=None):
                 "epochs": epochs, "labels": ",".join(fm.LABELS),
                 "input": "input float32[1,1,28,28] = (pixel/255-mean)/std",
                 "output": "logits float32[1,10]"}
-        proto = export_cnn(frozen, meta) if name == "bnn-cnn" else export_mlp(frozen, meta)
         onnx_path = os.path.join(args.out_dir, f"{name}.onnx")
-        onnx.save(proto, onnx_path)
-        desc = describe(proto)
-        log(f"  ONNX nodes: {' -> '.join(desc['nodes'])}")
-        log(f"  +/-1 initializers: {desc['binary_initializers']}")
+        export_onnx(frozen, onnx_path, exporter, meta)
+        desc = describe(onnx_path)
+        log(f"  ONNX ({exporter}, opset {desc['opset']}) nodes: {' -> '.join(desc['nodes'])}")
 
         t0 = time.time()
         ort_pred, ort_logits = ort_predict(onnx_path, x_te_np)
@@ -489,8 +426,8 @@ def main(argv=None):
         pred_path = os.path.join(args.out_dir, f"{name}.ort-predictions.bin")
         ort_pred.astype(np.uint8).tofile(pred_path)
 
-        with open(onnx_path, "rb") as f:
-            sha = hashlib.sha256(f.read()).hexdigest()
+        files = [f"{name}.onnx"] + ([f"{name}.onnx.data"] if os.path.exists(onnx_path + ".data") else [])
+        sha = {f: hashlib.sha256(open(os.path.join(args.out_dir, f), "rb").read()).hexdigest() for f in files}
         report["models"][name] = {
             "onnxruntime_accuracy": round(ort_acc, 6),
             "torch_accuracy": round(torch_acc, 6),
@@ -508,11 +445,12 @@ def main(argv=None):
             "mean": fm.MEAN,
             "std": fm.STD,
             "onnx_file": f"{name}.onnx",
-            "onnx_sha256": sha,
-            "onnx_bytes": os.path.getsize(onnx_path),
+            "onnx_files_sha256": sha,
+            "onnx_bytes": sum(os.path.getsize(os.path.join(args.out_dir, f)) for f in files),
+            "exporter": f"torch.onnx.export(dynamo={exporter == 'dynamo'}), torch {torch.__version__.split('+')[0]}",
+            "onnx_opset": desc["opset"],
             "predictions_file": f"{name}.ort-predictions.bin",
             "onnx_nodes": desc["nodes"],
-            "binary_initializers": desc["binary_initializers"],
         }
         summaries[name] = (ort_acc, agree)
         with open(acc_path, "w") as f:

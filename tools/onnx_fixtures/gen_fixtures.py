@@ -45,10 +45,13 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import exported  # noqa: E402  (the offline-exported fixtures: export_torch.py, export_larq.py)
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "Tests" / "Fixtures" / "onnx"
 
-IR_VERSION_FOR_OPSET = {11: 6, 13: 7, 21: 10}
+IR_VERSION_FOR_OPSET = {11: 6, 13: 7, 17: 8, 18: 8, 21: 10}
 PRODUCER = "BitFleet tools/onnx_fixtures/gen_fixtures.py"
 PRODUCER_VERSION = "1"
 TOLERANCE_RULE = "max abs diff <= 1e-4 * max abs expected, same argmax"
@@ -105,6 +108,15 @@ class Builder:
         """Activation binarization. margin: 'integer-threshold' or 'checked' (real-valued)."""
         y = self.op("Sign", [x])
         self.sign_acts.append({"input": x, "output": y, "margin": margin})
+        return y
+
+    def threshold_sign(self, x: str, threshold, op: str = "GreaterOrEqual") -> str:
+        """Comparison-based binarization Where(x >= t, 1, -1) (or Where(x < t, -1, 1))."""
+        t = self.const("threshold", threshold)
+        cond = self.op(op, [x, t])
+        pos, neg = self.const("one", np.float32(1.0)), self.const("minus_one", np.float32(-1.0))
+        y = self.op("Where", [cond, pos, neg] if op in ("GreaterOrEqual", "Greater") else [cond, neg, pos])
+        self.sign_acts.append({"input": x, "output": y, "margin": "checked", "threshold": np.asarray(threshold)})
         return y
 
     # -- random parameters -------------------------------------------------------------------
@@ -378,6 +390,202 @@ def _build_cnn_opset(opset: int):
     return b, b.model([1, 3, 12, 12], x, [1, 10]), [1, 3, 12, 12], 5005
 
 
+def _ops_head(opset: int):
+    """LogSoftmax, Neg, Cast to float, ReduceMean over the spatial axes (axes attribute and
+    keepdims=1 in opset 13, axes input and keepdims=0 in opset 18), Transpose to NHWC around
+    a Reshape/Flatten."""
+    b = Builder(f"ops_head_opset{opset}", opset, seed=606)
+    x = b.float_conv("input", 3, 8, 3, pad=1)  # [1,8,6,6]
+    x = b.bn_random(x, 8, in_std=1.0)
+    x = b.op("Neg", [x])
+    x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    if opset >= 18:
+        g = b.op("ReduceMean", [x, b.const("axes", np.array([2, 3]), np.int64)], keepdims=0)  # [1,8]
+    else:
+        g = b.op("ReduceMean", [x], axes=[2, 3], keepdims=1)  # [1,8,1,1]
+        g = b.op("Flatten", [g], axis=1)
+    t = b.op("Transpose", [x], perm=[0, 2, 3, 1])  # [1,6,6,8]
+    if opset >= 18:
+        t = b.op("Flatten", [t], axis=1)
+    else:
+        t = b.op("Reshape", [t, b.const("shape", np.array([1, -1]), np.int64)])
+    t = b.gemm_float(t, 6 * 6 * 8, 8)
+    y = b.op("Add", [g, t])
+    y = b.gemm_float(y, 8, 10)
+    y = b.op("LogSoftmax", [y], axis=1)
+    return b, b.model([1, 3, 6, 6], y, [1, 10]), [1, 3, 6, 6], 6006
+
+
+def build_ops_binarize():
+    """Binarizations that exports contain: Sign(Clip(x, -1, 1)) (Hardtanh), Sign(Clip(x, -0.5,
+    3)), Where(x >= t, 1, -1) and Where(x < t, -1, 1) with per-channel thresholds t, and
+    Larq's Sign(Sign(x) + 0.1)."""
+    b = Builder("ops_binarize", 13, seed=707)
+    x = b.float_conv("input", 3, 16, 3, pad=1)  # [1,16,8,8]
+    x = b.bn_random(x, 16, in_std=1.0)
+    x = b.op("Clip", [x, b.const("clip_min", np.float32(-1.0)), b.const("clip_max", np.float32(1.0))])
+    x = b.sign(x, "checked")
+    x, _, fan = b.binary_conv(x, 16, 16, 3, pad=1, form="pm1", layer="after-hardtanh")
+    x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    x = b.op("Clip", [x, b.const("clip_min", np.float32(-0.5)), b.const("clip_max", np.float32(3.0))])
+    x = b.sign(x, "checked")
+    x, _, fan = b.binary_conv(x, 16, 16, 1, form="pm1", layer="after-asymmetric-clip")
+    x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    x = b.threshold_sign(x, (b.rng.standard_normal((1, 16, 1, 1)) * 0.3).astype(np.float32), "GreaterOrEqual")
+    x, _, fan = b.binary_conv(x, 16, 16, 3, pad=1, form="pm1", layer="after-threshold")
+    x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    x = b.threshold_sign(x, (b.rng.standard_normal((16, 1, 1)) * 0.3).astype(np.float32), "Less")
+    x, _, fan = b.binary_conv(x, 16, 8, 1, form="pm1", layer="after-less")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))
+    x = b.sign(x, "checked")
+    x = b.op("Add", [x, b.const("ste_offset", np.float32(0.1))])
+    x = b.op("Sign", [x])
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="after-ste-sign")
+    x = b.op("GlobalAveragePool", [x])
+    x = b.op("Flatten", [x], axis=1)
+    x = b.gemm_float(x, 8, 10)
+    return b, b.model([1, 3, 8, 8], x, [1, 10]), [1, 3, 8, 8], 7007
+
+
+# One fixture per operator that ordinary exports contain (issue 15), each in a small graph of
+# its own so that a failure names the operator; the ops_* graphs above combine them.
+def _head(b: Builder, x, c):
+    """GlobalAveragePool -> Flatten -> float Gemm c -> 10."""
+    x = b.op("GlobalAveragePool", [x])
+    x = b.op("Flatten", [x], axis=1)
+    return b.gemm_float(x, c, 10)
+
+
+def build_op_logsoftmax():
+    """LogSoftmax over the last axis (PyTorch's log_softmax(dim=-1) classifier)."""
+    b = Builder("op_logsoftmax", 13, seed=811)
+    x = b.gemm_float("input", 16, 10)
+    x = b.op("LogSoftmax", [x], axis=-1)
+    return b, b.model([1, 16], x, [1, 10]), [1, 16], 8011
+
+
+def build_op_neg():
+    """Neg before a Sign (a negative threshold scale) and on real values."""
+    b = Builder("op_neg", 13, seed=812)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.op("Neg", [x])
+    x = b.sign(x, "checked")
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="after-neg")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))
+    x = b.op("Neg", [x])
+    x = _head(b, x, 8)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8012
+
+
+def build_op_cast():
+    """Cast to float of a real activation and of a binarized one (TorchScript's
+    `where(...).to(dtype)`)."""
+    b = Builder("op_cast", 13, seed=813)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    x = b.sign(x, "checked")
+    x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="after-cast")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))
+    x = _head(b, x, 8)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8013
+
+
+def build_op_clip_sign():
+    """Sign(Clip(x, lo, hi)) for bounds around 0 (Hardtanh, asymmetric, min or max omitted)
+    and for ranges that exclude 0 (Sign is then constant +1 or -1)."""
+    b = Builder("op_clip_sign", 13, seed=814)
+    f32 = np.float32
+    x = b.float_conv("input", 3, 16, 3, pad=1)
+    x = b.bn_random(x, 16, in_std=1.0)
+    for layer, lo, hi in [("hardtanh", -1.0, 1.0), ("asymmetric", -0.5, 3.0), ("max-only", None, 0.7), ("min-only", -2.0, None)]:
+        bounds = ["" if lo is None else b.const("clip_min", f32(lo)), "" if hi is None else b.const("clip_max", f32(hi))]
+        x = b.op("Clip", [x] + bounds)
+        x = b.sign(x, "checked")
+        x, _, fan = b.binary_conv(x, 16, 16, 3 if layer == "hardtanh" else 1, pad=1 if layer == "hardtanh" else 0,
+                                  form="pm1", layer=f"after-{layer}")
+        x = b.bn_random(x, 16, in_std=np.sqrt(fan))
+    branches = []
+    for layer, lo, hi, cout in [("around-zero", -1.0, 1.0, 8), ("positive", 0.2, 3.0, 4), ("negative", -3.0, -0.25, 4)]:
+        y = b.op("Clip", [x, b.const("clip_min", f32(lo)), b.const("clip_max", f32(hi))])
+        y = b.sign(y, "checked")
+        y, _, _ = b.binary_conv(y, 16, cout, 1, form="pm1", layer=f"branch-{layer}")
+        branches.append(y)
+    x = b.op("Concat", branches, axis=1)
+    x = _head(b, x, 16)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8014
+
+
+def _op_reducemean(opset: int):
+    """ReduceMean over the spatial axes as global pooling: negative axes in an attribute with
+    keepdims=1 and a Squeeze (opset 13), an axes input with keepdims=0 (opset 18)."""
+    b = Builder(f"op_reducemean_opset{opset}", opset, seed=815)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.bn_random(x, 8, in_std=1.0)
+    if opset >= 18:
+        x = b.op("ReduceMean", [x, b.const("axes", np.array([2, 3]), np.int64)], keepdims=0)
+    else:
+        x = b.op("ReduceMean", [x], axes=[-1, -2], keepdims=1)
+        x = b.op("Squeeze", [x, b.const("axes", np.array([2, 3]), np.int64)])
+    x = b.gemm_float(x, 8, 10)
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8015
+
+
+def build_op_transpose_flatten():
+    """Transposes as tf2onnx writes them: NCHW -> NHWC around a Sign and back before a Conv,
+    Transpose to NHWC then Flatten, and a Reshape [1, -1] of an NCHW tensor."""
+    b = Builder("op_transpose_flatten", 13, seed=816)
+    x = b.float_conv("input", 3, 8, 3, pad=1)
+    x = b.op("Transpose", [x], perm=[0, 2, 3, 1])
+    x = b.sign(x, "checked")
+    x = b.op("Transpose", [x], perm=[0, 3, 1, 2])
+    x, _, fan = b.binary_conv(x, 8, 8, 3, pad=1, form="pm1", layer="between-transposes")
+    x = b.bn_random(x, 8, in_std=np.sqrt(fan))  # [1,8,6,6]
+    t = b.op("Transpose", [x], perm=[0, 2, 3, 1])
+    t = b.op("Flatten", [t], axis=1)
+    t = b.gemm_float(t, 8 * 6 * 6, 10)
+    r = b.op("Reshape", [x, b.const("shape", np.array([1, -1]), np.int64)])
+    r = b.gemm_float(r, 8 * 6 * 6, 10)
+    x = b.op("Add", [t, r])
+    return b, b.model([1, 3, 6, 6], x, [1, 10]), [1, 3, 6, 6], 8016
+
+
+def build_op_threshold():
+    """Comparison-based binarization with non-zero thresholds of the shapes exports write:
+    Where(x >= t) with t [1,C,1,1], Where(x > t) with a scalar, Where(x < t, -1, 1) with
+    t [C,1,1], Where(x <= t, -1, 1) with a full [1,C,H,W] t that repeats per channel,
+    Where(t < x) with the constant first, and RSign sign(x + b)."""
+    b = Builder("op_threshold", 13, seed=817)
+    c, h, w = 8, 6, 6
+    x = b.float_conv("input", 3, c, 3, pad=1)
+    x = b.bn_random(x, c, in_std=1.0)
+
+    def per_channel(shape):
+        return (b.rng.standard_normal(c) * 0.3).astype(np.float32).reshape(shape)
+
+    def then_binary(x, layer):
+        x, _, fan = b.binary_conv(x, c, c, 1, form="pm1", layer=layer)
+        return b.bn_random(x, c, in_std=np.sqrt(fan))
+
+    x = then_binary(b.threshold_sign(x, per_channel((1, c, 1, 1)), "GreaterOrEqual"), "after-ge")
+    x = then_binary(b.threshold_sign(x, np.float32(0.15), "Greater"), "after-gt")
+    x = then_binary(b.threshold_sign(x, per_channel((c, 1, 1)), "Less"), "after-lt")
+    full = np.broadcast_to(per_channel((1, c, 1, 1)), (1, c, h, w)).copy()
+    x = then_binary(b.threshold_sign(x, full, "LessOrEqual"), "after-le-full")
+    # t < x: the constant is the first operand.
+    t = per_channel((1, c, 1, 1))
+    cond = b.op("Less", [b.const("threshold", t), x])
+    y = b.op("Where", [cond, b.const("one", np.float32(1.0)), b.const("minus_one", np.float32(-1.0))])
+    b.sign_acts.append({"input": x, "output": y, "margin": "checked", "threshold": t})
+    x = then_binary(y, "after-t-lt-x")
+    # RSign: sign(x + b), b per channel.
+    x = b.op("Add", [x, b.const("rsign_bias", per_channel((1, c, 1, 1)))])
+    x = b.sign(x, "checked")
+    x, _, _ = b.binary_conv(x, c, c, 3, pad=1, form="pm1", layer="after-rsign")
+    x = _head(b, x, c)
+    return b, b.model([1, 3, h, w], x, [1, 10]), [1, 3, h, w], 8017
+
+
 FIXTURES = {
     "binary_mlp": build_binary_mlp,
     "binary_cnn": build_binary_cnn,
@@ -385,6 +593,17 @@ FIXTURES = {
     "xnor_alpha": build_xnor_alpha,
     "binary_cnn_opset11": lambda: _build_cnn_opset(11),
     "binary_cnn_opset21": lambda: _build_cnn_opset(21),
+    "ops_head_opset13": lambda: _ops_head(13),
+    "ops_head_opset18": lambda: _ops_head(18),
+    "ops_binarize": build_ops_binarize,
+    "op_logsoftmax": build_op_logsoftmax,
+    "op_neg": build_op_neg,
+    "op_cast": build_op_cast,
+    "op_clip_sign": build_op_clip_sign,
+    "op_reducemean_opset13": lambda: _op_reducemean(13),
+    "op_reducemean_opset18": lambda: _op_reducemean(18),
+    "op_transpose_flatten": build_op_transpose_flatten,
+    "op_threshold": build_op_threshold,
 }
 
 DESCRIPTIONS = {
@@ -401,6 +620,22 @@ DESCRIPTIONS = {
     "binary_cnn_opset11": "small binary CNN in opset 11 (Clip/Pad inputs, Dropout ratio attr)",
     "binary_cnn_opset21": "the same CNN in opset 21 (Dropout ratio/training_mode inputs); "
     "same weights and input as binary_cnn_opset11, so the same expected output",
+    "ops_head_opset13": "Neg, Cast(to float), ReduceMean(axes attribute, keepdims=1) as global pooling, "
+    "Transpose(NHWC) + Reshape [1,-1], Add, LogSoftmax",
+    "ops_head_opset18": "the same head in opset 18: ReduceMean with an axes input and keepdims=0, "
+    "Transpose(NHWC) + Flatten",
+    "ops_binarize": "Sign(Clip(-1,1)), Sign(Clip(-0.5,3)), Where(x >= t) and Where(x < t) with per-channel "
+    "thresholds, Sign(Sign(x) + 0.1)",
+    "op_logsoftmax": "LogSoftmax(axis=-1) after a Gemm",
+    "op_neg": "Neg before a Sign and on real values",
+    "op_cast": "Cast(to float) of a real and of a binarized activation",
+    "op_clip_sign": "Sign(Clip(x, lo, hi)) with bounds (-1,1), (-0.5,3), (none,0.7), (-2,none), and (0.2,3), "
+    "(-3,-0.25) where Sign is constant",
+    "op_reducemean_opset13": "ReduceMean(axes=[-1,-2], keepdims=1) + Squeeze as global pooling",
+    "op_reducemean_opset18": "ReduceMean(axes input [2,3], keepdims=0) as global pooling",
+    "op_transpose_flatten": "Transpose NHWC -> Sign -> Transpose NCHW -> binary Conv; Transpose + Flatten; Reshape [1,-1]",
+    "op_threshold": "Where(x >= t), Where(x > t), Where(x < t, -1, 1), Where(x <= t, -1, 1) with a full-shape t, "
+    "Where(t < x), Sign(x + b)",
 }
 
 
@@ -439,7 +674,7 @@ def margins(sign_acts, sign_inputs):
     for s, v in zip(sign_acts, sign_inputs):
         v = np.asarray(v, dtype=np.float64)
         rms = float(np.sqrt(np.mean(v * v)))
-        mn = float(np.min(np.abs(v)))
+        mn = float(np.min(np.abs(v - np.asarray(s.get("threshold", 0.0), dtype=np.float64))))
         res.append({"sign_output": s["output"], "kind": s["margin"], "numel": int(v.size),
                     "min_abs": mn, "rms": rms, "min_abs_over_rms": mn / rms if rms else 0.0})
     return res
@@ -549,16 +784,62 @@ def _graph_diff(a: onnx.ModelProto, b: onnx.ModelProto) -> str | None:
     return "graph inputs/outputs/metadata differ"
 
 
+def check_exported(committed: Path, errors: list[str]) -> tuple[set[str], int]:
+    """The fixtures exported offline by PyTorch and tf2onnx cannot be regenerated here (no
+    torch or TensorFlow in CI): check that their files are the ones recorded (sha256), and
+    that ONNX Runtime, run now on them, still gives the committed expected output: within
+    1e-5 of the largest magnitude where the expectation came from ONNX Runtime, within the
+    Swift tests' 1e-4 and with the same argmax where it came from Keras."""
+    path = committed / exported.EXPORTED_MANIFEST
+    if not path.exists():
+        return set(), 0
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        errors.append(f"{exported.EXPORTED_MANIFEST} unreadable: {e}")
+        return set(), 0
+    files = {exported.EXPORTED_MANIFEST}
+    for name, entry in manifest.get("fixtures", {}).items():
+        files |= set(entry["files"]) | {entry["input"], entry["expected"]}
+        missing = [f for f in list(entry["files"]) + [entry["input"], entry["expected"]] if not (committed / f).exists()]
+        if missing:
+            errors.append(f"{name}: missing {missing}")
+            continue
+        for f, digest in entry["files"].items():
+            if exported.sha256(committed / f) != digest:
+                errors.append(f"{f}: sha256 differs from {exported.EXPORTED_MANIFEST} (re-export with the export_*.py scripts)")
+        model_file = next(f for f in entry["files"] if f.endswith(".onnx"))
+        x = np.load(committed / entry["input"])
+        expected = np.load(committed / entry["expected"])
+        try:
+            got = exported.run_ort(committed / model_file, x)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{model_file}: onnxruntime failed: {e}")
+            continue
+        if got.shape != expected.shape:
+            errors.append(f"{name}: ORT output shape {got.shape} vs expected {expected.shape}")
+            continue
+        diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
+        scale = float(np.max(np.abs(expected)))
+        from_ort = entry["expected_from"].startswith("onnxruntime")
+        bound = (CHECK_RTOL if from_ort else 1e-4) * scale
+        if diff > bound or (not from_ort and int(np.argmax(got)) != int(np.argmax(expected))):
+            errors.append(f"{name}: onnxruntime {ort.__version__} differs from the expected output "
+                          f"({entry['expected_from']}) by {diff:.3g} > {bound:.3g} or in argmax")
+    return files, len(manifest.get("fixtures", {}))
+
+
 def check(committed: Path) -> int:
     errors: list[str] = []
     notes: list[str] = []
     if not committed.is_dir():
         print(f"FAIL: {committed} does not exist; run gen_fixtures.py first", file=sys.stderr)
         return 1
+    exported_files, exported_count = check_exported(committed, errors)
     with tempfile.TemporaryDirectory(prefix="onnx_fixtures_") as tmp:
         fresh = Path(tmp)
         manifest = generate(fresh, log=lambda *_: None)
-        want_files = sorted(p.name for p in fresh.iterdir())
+        want_files = sorted({p.name for p in fresh.iterdir()} | exported_files)
         have_files = sorted(p.name for p in committed.iterdir())
         if want_files != have_files:
             errors.append(f"file set differs: missing {sorted(set(want_files) - set(have_files))}, "
@@ -616,7 +897,7 @@ def check(committed: Path) -> int:
         print("Regenerate with: python3 tools/onnx_fixtures/gen_fixtures.py "
               "(pinned versions: tools/onnx_fixtures/requirements.txt)", file=sys.stderr)
         return 1
-    print(f"ONNX fixtures up to date: {len(FIXTURES)} fixtures match "
+    print(f"ONNX fixtures up to date: {len(FIXTURES)} generated and {exported_count} exported fixtures match "
           f"(onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__})")
     return 0
 

@@ -145,6 +145,19 @@ def build_conv_layer(seed=0):
         [1, 64, 56, 56], b.macs
 
 
+def build_conv_stack(seed=0, layers=5):
+    """Five binary 3x3 convs 64->64 at 56x56, each with BatchNorm, Sign between them: a
+    binary layer inside a stack (BitFleet reads and writes packed bits there)."""
+    b = Builder(seed)
+    x = "input"
+    for _ in range(layers):
+        s = b.op("Sign", [x])
+        y = b.binary_conv(s, 64, 64, 3, 1, 1, 56)
+        x = b.bn(y, 64, in_std=24.0, out_std=1.0)
+    return b.model(f"binary_conv3x3_64x56x56_stack{layers}", [1, 64, 56, 56], x, [1, 64, 56, 56]), \
+        [1, 64, 56, 56], b.macs
+
+
 def bench(model_bytes, in_shape, threads, runs, warmup):
     import onnxruntime as ort
 
@@ -180,6 +193,8 @@ def main() -> int:
     ap.add_argument("--bench", action="store_true", help="time the model in onnxruntime")
     ap.add_argument("--conv-layer", action="store_true",
                     help="single Sign + binary Conv3x3 64->64 on [1,64,56,56] instead of Bi-Real-18")
+    ap.add_argument("--conv-stack", action="store_true",
+                    help="five Sign + binary Conv3x3 64->64 + BatchNorm layers on [1,64,56,56]")
     ap.add_argument("--threads", type=int, default=1, help="intra_op_num_threads (default 1)")
     ap.add_argument("--runs", type=int, default=30, help="timed runs (default 30)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
@@ -190,7 +205,8 @@ def main() -> int:
     if args.threads < 1 or args.runs < 1 or args.warmup < 0:
         ap.error("--threads and --runs must be >= 1, --warmup >= 0")
 
-    model, in_shape, macs = (build_conv_layer if args.conv_layer else build_bireal18)(args.seed)
+    build = build_conv_layer if args.conv_layer else build_conv_stack if args.conv_stack else build_bireal18
+    model, in_shape, macs = build(args.seed)
     onnx.checker.check_model(model)
     data = model.SerializeToString()
     if args.write:

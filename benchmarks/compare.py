@@ -2,7 +2,8 @@
 """Side-by-side benchmark of BitFleet's engine and ONNX Runtime on the same networks.
 
 Both runtimes get the same ONNX graph: benchmarks/bireal18_onnx.py writes Bi-Real-Net-18
-(224x224, 1000 classes) and a single binary 3x3 conv layer (64->64 at 56x56); fleetctl
+(224x224, 1000 classes), a single binary 3x3 conv layer (64->64 at 56x56) and a stack of
+five such layers with BatchNorm and Sign between them (a layer in a stack); fleetctl
 converts them to .bnn. Each runtime is timed in its own process, one after the other, at
 1 and 2 threads. Also measured: peak resident memory of `fleetctl model run` on
 Bi-Real-Net-18 and the .bnn size against the bits its weights need.
@@ -53,7 +54,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     script = str(HERE / "bireal18_onnx.py")
     models = {}
-    for name, extra in (("conv3x3-64", ["--conv-layer"]), ("bireal18", [])):
+    for name, extra in (("conv3x3-64", ["--conv-layer"]), ("conv3x3-64-stack5", ["--conv-stack"]), ("bireal18", [])):
         onnx_path = work / f"{name}.onnx"
         bnn_path = work / f"{name}.bnn"
         if not onnx_path.exists():

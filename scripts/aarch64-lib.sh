@@ -85,13 +85,14 @@ build_insncount_plugin() {
     export AARCH64_INSNCOUNT_PLUGIN
 }
 
-require_aarch64_tools() {
+# require_aarch64_cross : what the tests need (a cross compiler, the aarch64 sysroot and
+# qemu-aarch64), not llvm-mca or the plugin. Exports AARCH64_CC, AARCH64_GCC, AARCH64_CLANG,
+# AARCH64_QEMU.
+require_aarch64_cross() {
     # qemu-user, not only qemu-user-static: only the dynamic qemu-aarch64 loads TCG plugins.
-    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user llvm-19
+    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
     command -v qemu-aarch64 >/dev/null || die "qemu-aarch64 missing after installing qemu-user"
     AARCH64_QEMU="qemu-aarch64 -L $AARCH64_SYSROOT"
-    LLVM_MCA=/usr/lib/llvm-19/bin/llvm-mca
-    [ -x "$LLVM_MCA" ] || die "$LLVM_MCA missing after installing llvm-19"
     AARCH64_GCC="aarch64-linux-gnu-gcc"
     aarch64_compiler_works "$AARCH64_GCC" || die "$AARCH64_GCC cannot build and run a NEON program under qemu"
     AARCH64_CLANG=""
@@ -103,7 +104,15 @@ require_aarch64_tools() {
         log "no clang that cross-compiles for aarch64-linux-gnu; using $AARCH64_GCC"
     fi
     AARCH64_CC="${AARCH64_CLANG:-$AARCH64_GCC}"
-    export AARCH64_QEMU LLVM_MCA AARCH64_GCC AARCH64_CLANG AARCH64_CC
+    export AARCH64_QEMU AARCH64_GCC AARCH64_CLANG AARCH64_CC
+}
+
+require_aarch64_tools() {
+    require_aarch64_cross
+    apt_install llvm-19
+    LLVM_MCA=/usr/lib/llvm-19/bin/llvm-mca
+    [ -x "$LLVM_MCA" ] || die "$LLVM_MCA missing after installing llvm-19"
+    export LLVM_MCA
     build_insncount_plugin
 }
 

@@ -84,6 +84,10 @@ if [ "$write_seeds" -eq 1 ]; then
 fi
 
 out="$BITFLEET_ROOT/.build-fuzz-out"
+# libFuzzer's mutations follow its seed; a run is repeated with FUZZ_SEED (the same seed,
+# corpus and binary mutate the same way; how far it gets in --seconds depends on the machine).
+seed="${FUZZ_SEED:-$(date +%s)}"
+log "libFuzzer seed $seed (repeat with FUZZ_SEED=$seed)"
 failed=()
 for target in "${targets[@]}"; do
     work="$out/$target"
@@ -95,7 +99,7 @@ for target in "${targets[@]}"; do
     [ -f "Fuzz/Dictionaries/$target.dict" ] && dict=(-dict="Fuzz/Dictionaries/$target.dict")
     status=0
     "$bin/fuzz-$target" "$work/corpus" "${dict[@]}" \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$target")" \
+        -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$target")" \
         -artifact_prefix="$work/artifacts/" -print_final_stats=1 -print_funcs=0 \
         >"$work/fuzz.log" 2>&1 || status=$?
     grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+ +DONE' "$work/fuzz.log" \

@@ -12,7 +12,7 @@ source "$(dirname "$0")/aarch64-lib.sh"
 cd "$BITFLEET_ROOT"
 
 require_swift
-require_aarch64_tools
+require_aarch64_cross
 out="$BITFLEET_ROOT/.build-aarch64/conformance"
 mkdir -p "$out"
 sources=(Tests/KernelConformance/conformance.c Sources/CBitKernels/*.c)

@@ -61,7 +61,8 @@ public enum AgentServer {
             var request = request
             let body = try await request.collectBody(upTo: context.maxUploadSize)
             do {
-                let result = try runtime.infer(body: Data(buffer: body))
+                let input = Data(buffer: body)
+                let result = try await InferenceWorker.run { try runtime.infer(body: input) }
                 let label = result.labels.indices.contains(result.topClass) ? result.labels[result.topClass] : nil
                 return try json(InferenceResponse(model: result.model.name, version: result.model.version, topClass: result.topClass,
                                                   label: label, confidence: result.confidence, latencyMs: result.latencyMs, scores: result.scores))

@@ -119,21 +119,15 @@ enum { BK_FTILE_MAX_PIXELS = 16 };
 
 struct bk_fconv;
 /// Rows of the GEMM for a block of output pixels: c[p][o] = sum_k a[p][k] * w[o][k] + bias.
-/// `a` is in the variant's operand layout (row-major rows of k floats, or k-major panels).
+/// `a` holds row-major rows of k floats, `lda` apart (im2col rows or the input itself).
 typedef void (*bk_fgemm_fn)(const struct bk_fconv *kernel, const float *a, size_t lda, int32_t pixels,
                             float *out, size_t ldo, int32_t c_begin, int32_t c_end);
-
-typedef enum {
-    BK_OPERAND_ROWS = 0,    // a[p * lda + k]
-    BK_OPERAND_PANELS = 1,  // panels of `tile_pixels` pixels: a[(p / T) * lda + k * T + p % T]
-} bk_operand_layout;
 
 typedef struct {
     const char *name;
     bk_isa isa;
     int32_t tile_pixels;
     int32_t channel_group;   // weights packed in panels of this many output channels
-    bk_operand_layout operand;
     bk_fgemm_fn gemm;
 } bk_fconv_variant;
 
@@ -156,6 +150,7 @@ struct bk_fconv {
 void bk_binarize_portable(const float *x, size_t pixels, size_t channels, uint64_t *out);
 void bk_binarize_avx2(const float *x, size_t pixels, size_t channels, uint64_t *out);
 void bk_binarize_neon(const float *x, size_t pixels, size_t channels, uint64_t *out);
+void bk_max_pool_neon(const bk_pool_desc *d, const float *input, float *output, int32_t pixel_begin, int32_t pixel_end);
 void bk_transpose_portable(const float *source, size_t rows, size_t columns, float *destination);
 void bk_transpose_neon(const float *source, size_t rows, size_t columns, float *destination);
 void bk_transpose_avx2(const float *source, size_t rows, size_t columns, float *destination);

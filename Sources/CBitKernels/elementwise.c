@@ -53,6 +53,9 @@ void bk_transpose(bk_isa isa, const float *source, size_t rows, size_t columns, 
 // already in the running maximum stays; a NaN input is skipped).
 void bk_max_pool(bk_isa isa, const bk_pool_desc *d, const float *input, float *output, int32_t pixel_begin,
                  int32_t pixel_end) {
+#if defined(__aarch64__)
+    if (isa == BK_ISA_NEON || isa == BK_ISA_NEON_DOTPROD) { bk_max_pool_neon(d, input, output, pixel_begin, pixel_end); return; }
+#endif
     (void)isa;
     const size_t C = (size_t)d->channels;
     for (int32_t pixel = pixel_begin; pixel < pixel_end; pixel++) {

@@ -41,6 +41,45 @@ void bk_binarize_neon(const float *x, size_t pixels, size_t channels, uint64_t *
     }
 }
 
+/// Max pooling, 16 channels at a time in registers across the window's taps; the same
+/// rule as the portable kernel (a tap replaces the maximum when it is >= it, so a NaN
+/// input is skipped and a NaN maximum stays), as compare + bit select.
+void bk_max_pool_neon(const bk_pool_desc *d, const float *input, float *output, int32_t pixel_begin, int32_t pixel_end) {
+    const size_t C = (size_t)d->channels;
+    for (int32_t pixel = pixel_begin; pixel < pixel_end; pixel++) {
+        const int32_t oy = pixel / d->out_w, ox = pixel % d->out_w;
+        const int32_t y0 = oy * d->stride_h - d->pad_top, x0 = ox * d->stride_w - d->pad_left;
+        const int32_t ky0 = y0 < 0 ? -y0 : 0, ky1 = BK_MIN(d->kernel_h, d->in_h - y0);
+        const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = BK_MIN(d->kernel_w, d->in_w - x0);
+        float *out = output + (size_t)pixel * C;
+        size_t c = 0;
+        for (; c + 16 <= C; c += 16) {
+            float32x4_t m0 = vdupq_n_f32(-__builtin_inff()), m1 = m0, m2 = m0, m3 = m0;
+            for (int32_t ky = ky0; ky < ky1; ky++) {
+                const float *row = input + ((size_t)(y0 + ky) * (size_t)d->in_w + (size_t)x0) * C + c;
+                for (int32_t kx = kx0; kx < kx1; kx++) {
+                    const float32x4x4_t v = vld1q_f32_x4(row + (size_t)kx * C);
+                    m0 = vbslq_f32(vcgeq_f32(v.val[0], m0), v.val[0], m0);
+                    m1 = vbslq_f32(vcgeq_f32(v.val[1], m1), v.val[1], m1);
+                    m2 = vbslq_f32(vcgeq_f32(v.val[2], m2), v.val[2], m2);
+                    m3 = vbslq_f32(vcgeq_f32(v.val[3], m3), v.val[3], m3);
+                }
+            }
+            const float32x4x4_t result = {{m0, m1, m2, m3}};
+            vst1q_f32_x4(out + c, result);
+        }
+        for (; c < C; c++) {
+            float m = -__builtin_inff();
+            for (int32_t ky = ky0; ky < ky1; ky++)
+                for (int32_t kx = kx0; kx < kx1; kx++) {
+                    const float v = input[((size_t)(y0 + ky) * (size_t)d->in_w + (size_t)(x0 + kx)) * C + c];
+                    m = v >= m ? v : m;
+                }
+            out[c] = m;
+        }
+    }
+}
+
 /// 4x4 blocks through registers (TRN1/TRN2 on 32- then 64-bit lanes); three rows (the
 /// planes of an RGB image) interleave with ST3; the edges element by element.
 void bk_transpose_neon(const float *source, size_t rows, size_t columns, float *destination) {

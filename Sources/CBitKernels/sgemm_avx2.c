@@ -65,7 +65,6 @@ const bk_fconv_variant bk_fconv_avx2 = {
     .isa = BK_ISA_AVX2,
     .tile_pixels = T,
     .channel_group = G,
-    .operand = BK_OPERAND_ROWS,
     .gemm = gemm_avx2,
 };
 #endif

@@ -58,7 +58,6 @@ const bk_fconv_variant bk_fconv_avx512 = {
     .isa = BK_ISA_AVX512,
     .tile_pixels = T,
     .channel_group = G,
-    .operand = BK_OPERAND_ROWS,
     .gemm = gemm_avx512,
 };
 #endif

@@ -142,7 +142,6 @@ const bk_fconv_variant bk_fconv_neon = {
     .isa = BK_ISA_NEON,
     .tile_pixels = T,
     .channel_group = G,
-    .operand = BK_OPERAND_ROWS,
     .gemm = gemm_neon,
 };
 #endif

@@ -42,6 +42,5 @@ const bk_fconv_variant bk_fconv_portable = {
     .isa = BK_ISA_PORTABLE,
     .tile_pixels = T,
     .channel_group = G,
-    .operand = BK_OPERAND_ROWS,
     .gemm = gemm_portable,
 };

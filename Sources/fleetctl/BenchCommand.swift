@@ -40,6 +40,8 @@ struct BenchCommand: ParsableCommand {
         var binary_macs: Int
         var binary_gmacs_per_s: Double
         var peak_rss_mb: Double
+        /// Micro-kernel -> how many steps use it (CBitKernels chooses per layer).
+        var micro_kernels: [String: Int]
     }
 
     func validate() throws {
@@ -74,13 +76,17 @@ struct BenchCommand: ParsableCommand {
                             mean_ms: times.reduce(0, +) / Double(times.count), threads: threads, runs: runs,
                             kernels: session.kernels.rawValue, binary_macs: macs,
                             binary_gmacs_per_s: Double(macs) / (median * 1e6),
-                            peak_rss_mb: Double(usage.ru_maxrss) / 1024)
+                            peak_rss_mb: Double(usage.ru_maxrss) / 1024,
+                            micro_kernels: session.steps.compactMap(\.kernel).reduce(into: [:]) { $0[$1, default: 0] += 1 })
         if json {
             try printJSON(report)
         } else {
             print(String(format: "%@: median %.3f ms, p90 %.3f ms, min %.3f ms over %d runs (%d thread%@, %@ kernels, %.1f G binary MAC/s, peak RSS %.1f MB)",
                          report.model, median, p90, times[0], runs, threads, threads == 1 ? "" : "s", report.kernels,
                          report.binary_gmacs_per_s, report.peak_rss_mb))
+            if !report.micro_kernels.isEmpty {
+                print("micro-kernels: " + report.micro_kernels.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }.joined(separator: ", "))
+            }
         }
     }
 }

@@ -54,3 +54,28 @@ struct NetworkTests {
         #expect(throws: InferenceError.self) { try session.run([1, 2, 3]) }
     }
 }
+
+/// One test per kernel set, skipped visibly (with the reason) where this machine cannot run
+/// it: the parameterized tests above run over `KernelSet.available`, which would otherwise
+/// drop a set without a word. The NEON sets never run natively on an x86-64 CI machine; the
+/// aarch64 replay (AArch64ReplayTests) and scripts/test-kernels.sh run them under qemu.
+@Suite("Every kernel set, or why not here")
+struct KernelSetCoverageTests {
+    static func check(_ kernels: KernelSet) throws {
+        let model = SyntheticModels.biRealNet18(inputSize: 32, classes: 10, seed: 21)
+        var random = SeededGenerator(seed: 22)
+        let input = random.floats(3 * 32 * 32)
+        for (actual, expected) in try compareWithReference(model, input: input, kernels: kernels, threads: [1, 3]) {
+            #expect(relativeError(actual, expected) < 1e-4, "\(kernels)")
+            #expect(argmax(actual) == argmax(expected), "\(kernels)")
+        }
+    }
+
+    @Test("portable", .enabled(if: KernelSet.portable.isAvailable)) func portable() throws { try Self.check(.portable) }
+    @Test("avx2", .enabled(if: KernelSet.avx2.isAvailable, "this CPU has no AVX2 + FMA")) func avx2() throws { try Self.check(.avx2) }
+    @Test("avx512", .enabled(if: KernelSet.avx512.isAvailable, "this CPU has no AVX-512 VPOPCNTDQ")) func avx512() throws { try Self.check(.avx512) }
+    @Test("neon", .enabled(if: KernelSet.neon.isAvailable, "not an aarch64 machine: NEON runs under qemu in AArch64ReplayTests"))
+    func neon() throws { try Self.check(.neon) }
+    @Test("neon-dotprod", .enabled(if: KernelSet.neonDotprod.isAvailable, "no aarch64 UDOT here: it runs under qemu (-cpu cortex-a76) in AArch64ReplayTests"))
+    func neonDotprod() throws { try Self.check(.neonDotprod) }
+}

@@ -155,6 +155,10 @@ public struct HeartbeatRequest: Codable, Sendable {
     public var shadow: [ShadowReport]
     /// Total differential-privacy epsilon this device has spent on released windows.
     public var epsilonSpent: Double?
+    /// The newest manifest this device accepted, sent when the controller offers one that
+    /// is not newer (it lost deployments: power loss, a restored backup). Its signature
+    /// proves the sequence, and the controller resynchronises (SequenceResync).
+    public var acceptedManifest: SignedManifest?
     public init(agentVersion: String, pushURL: String, activeModel: ActiveModel?, reports: [DeploymentReport],
                 aggregates: [AggregateWindow], events: [DeviceEvent], shadow: [ShadowReport] = []) {
         self.shadow = shadow
@@ -217,9 +221,10 @@ public struct ShadowReport: Codable, Sendable, Equatable {
     }
 
     public mutating func merge(_ other: ShadowReport) {
-        samples += other.samples
-        agreements += other.agreements
-        if confusion.count == other.confusion.count { for i in confusion.indices { confusion[i] += other.confusion[i] } }
+        // Saturating: the controller merges reports from devices, which it cannot trust.
+        samples.saturatingAdd(other.samples)
+        agreements.saturatingAdd(other.agreements)
+        if confusion.count == other.confusion.count { confusion.saturatingAdd(other.confusion) }
         confidenceDeltaSum += other.confidenceDeltaSum
         latencyDeltaSumMs += other.latencyDeltaSumMs
     }
@@ -236,7 +241,10 @@ public struct ShadowReport: Codable, Sendable, Equatable {
 public struct DeviceInfo: Codable, Sendable, Equatable {
     public var id: String
     public var name: String
+    /// The enrollment token's labels: what deployments and rollouts target.
     public var labels: [String: String]
+    /// Labels the device asked for when it enrolled; shown, never targeted.
+    public var proposedLabels: [String: String]?
     public var enrolledAt: Date
     public var lastSeen: Date?
     /// online, stale or offline (by last heartbeat), or revoked.

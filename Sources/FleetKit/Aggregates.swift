@@ -53,27 +53,25 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
     public mutating func merge(_ other: AggregateWindow) {
         start = min(start, other.start)
         end = max(end, other.end)
-        inferences += other.inferences
-        errors += other.errors
-        func add(_ a: inout [Int], _ b: [Int]) {
-            if a.count < b.count { a += [Int](repeating: 0, count: b.count - a.count) }
-            for i in b.indices { a[i] += b[i] }
-        }
-        add(&classCounts, other.classCounts)
+        // Saturating: on the controller these are sums over devices (SaturatingCounts.swift).
+        inferences.saturatingAdd(other.inferences)
+        errors.saturatingAdd(other.errors)
+        classCounts.saturatingAdd(other.classCounts)
         if privacy == nil { privacy = other.privacy }
-        add(&latencyHistogram, other.latencyHistogram)
-        add(&confidenceHistogram, other.confidenceHistogram)
+        latencyHistogram.saturatingAdd(other.latencyHistogram)
+        confidenceHistogram.saturatingAdd(other.confidenceHistogram)
     }
 
     /// Percentile of latency estimated from the histogram (upper bucket bound).
     public static func latencyPercentile(_ histogram: [Int], _ p: Double) -> Double? {
-        let total = histogram.reduce(0, +)
+        // Noisy counts can be negative; they carry no mass here.
+        let total = histogram.map { Swift.max($0, 0) }.saturatingSum
         guard total > 0 else { return nil }
-        let rank = Int((Double(total) * p).rounded(.up))
+        let rank = Int((Double(total) * p).rounded(.up).clamped(to: 1...Double(Int.max / 2)))
         var seen = 0
         for (index, count) in histogram.enumerated() {
-            seen += count
-            if seen >= max(rank, 1) {
+            seen.saturatingAdd(Swift.max(count, 0))
+            if seen >= rank {
                 return index < latencyBucketsMs.count ? latencyBucketsMs[index] : latencyBucketsMs.last! * 2
             }
         }
@@ -89,4 +87,8 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
             && confidenceHistogram.count == Self.confidenceBuckets && start <= end && model.count <= 256 && version.count <= 256
             && (privacy?.count ?? 0) <= 200 && (suppressedClasses?.count ?? 0) <= classCounts.count
     }
+}
+
+extension Double {
+    func clamped(to range: ClosedRange<Double>) -> Double { Swift.min(Swift.max(self, range.lowerBound), range.upperBound) }
 }

@@ -120,7 +120,8 @@ struct Run: AsyncParsableCommand {
         let runtime = try AgentRuntime(configuration: limited, logger: logger)
         // Refused before listening: an agent that would have to pin whatever key answers
         // never starts enrolling (an enrolled agent needs no token any more).
-        if await !runtime.isEnrolled, let token = enrollToken {
+        let enrolled = await runtime.isEnrolled
+        if !enrolled, let token = enrollToken {
             do {
                 _ = try EnrollmentTrust.expectedFingerprint(token: EnrollmentToken(parsing: token), configured: fingerprint)
             } catch {

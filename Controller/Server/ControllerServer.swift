@@ -105,7 +105,7 @@ public enum ControllerServer {
             caches.forgetManifests()
             logger.notice("signing key replaced on disk (rotate-signing-key); now signing with the new key")
         }
-        logger.info("signing key \(keyring.fingerprintWithoutReload)")
+        logger.info("signing key fingerprint \(keyring.fingerprintWithoutReload) (enrollment tokens carry it)")
         let pushes = PushService(service: service, logger: logger)
         let routes = ControllerRoutes(service: service, pushes: pushes)
 

@@ -62,7 +62,7 @@ struct ControllerTrustEndToEndTests {
 
         let other = "sha256:" + String(repeating: "0", count: 64)
         let conflicting = try fleet.runAgentToExit("conflict", ["--enroll-token", try await fleet.enrollmentToken(), "--controller-key-fingerprint", other])
-        #expect(conflicting.status == 2 && conflicting.output.contains("vouches for \(fingerprint) but --controller-key-fingerprint says \(other)"),
+        #expect(conflicting.status == 2 && conflicting.output.contains("vouches for controller key \(fingerprint) but --controller-key-fingerprint says \(other)"),
                 "\(conflicting.output.suffix(500))")
         // A wrong fingerprint for a bare token: refused when the answer comes.
         let third = EnrollmentToken(parsing: try await fleet.enrollmentToken())
@@ -351,7 +351,7 @@ func nonLoopbackIPv4() -> String? {
         guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) else { continue }
         var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
         guard getnameinfo(address, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else { continue }
-        let text = String(cString: host)
+        let text = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         if !text.hasPrefix("127.") { return text }
     }
     return nil

@@ -70,7 +70,9 @@ for i in $(seq 1 "$AGENTS"); do
     dir="$DATA/agent-$i"
     token_args=()
     if [ ! -f "$dir/identity.json" ]; then
-        token_args=(--enroll-token "$("$F" enroll-token create --expires 1h --label "site=${SITES[$(( (i - 1) % 5 ))]}")")
+        # The token carries the controller key's fingerprint (the agent pins only that key);
+        # fleetctl prints the fingerprint on stderr, which goes to the demo's log.
+        token_args=(--enroll-token "$("$F" enroll-token create --expires 1h --label "site=${SITES[$(( (i - 1) % 5 ))]}" 2>>"$DATA/fleetctl.log")")
     fi
     rm -f "$dir/agent.url"
     "$BIN/fleet-agent" run --data-dir "$dir" --controller "$FLEET_CONTROLLER" --listen 127.0.0.1:0 --name "pi-$i" \

@@ -2,11 +2,14 @@
 # Installs a BitFleet agent bundle on Raspberry Pi OS 64-bit (or any Debian aarch64/x86-64
 # with systemd). Run as root from the unpacked bundle; downloads nothing.
 #
-#   sudo ./install-agent.sh --controller http://controller:8080 --token enr_... \
-#        [--name pi-kitchen] [--labels site=berlin,room=kitchen] [--advertise http://10.0.0.7:7070]
+#   sudo ./install-agent.sh --controller http://controller:8080 --token enr_<secret>.<fingerprint> \
+#        [--name pi-kitchen] [--labels site=berlin,room=kitchen] [--advertise http://10.0.0.7:7070] \
+#        [--controller-key-fingerprint sha256:<hex>] [--metrics-listen 0.0.0.0:9100]
+#   (the token from `fleetctl enroll-token create` carries the controller key's fingerprint;
+#   a token without one needs --controller-key-fingerprint, else the agent refuses to enroll)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-CONTROLLER=""; TOKEN=""; NAME="$(hostname)"; LABELS=""; ADVERTISE=""; PORT=7070
+CONTROLLER=""; TOKEN=""; NAME="$(hostname)"; LABELS=""; ADVERTISE=""; PORT=7070; FINGERPRINT=""; METRICS_LISTEN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --controller) CONTROLLER=$2; shift ;;
@@ -15,13 +18,21 @@ while [ $# -gt 0 ]; do
         --labels) LABELS=$2; shift ;;
         --advertise) ADVERTISE=$2; shift ;;
         --port) PORT=$2; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        --controller-key-fingerprint) FINGERPRINT=$2; shift ;;
+        --metrics-listen) METRICS_LISTEN=$2; shift ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 [ -n "$CONTROLLER" ] && [ -n "$TOKEN" ] || { echo "--controller and --token are required" >&2; exit 2; }
+# A token ends in .<64 hex> when it carries the controller key's fingerprint.
+if ! [[ "$TOKEN" =~ \.[0-9a-fA-F]{64}$ ]] && [ -z "$FINGERPRINT" ]; then
+    echo "the token carries no controller key fingerprint: pass --controller-key-fingerprint sha256:<hex>" \
+         "(printed by \`fleetctl enroll-token create\` and \`fleet-controller rotate-signing-key\`)" >&2
+    exit 2
+fi
 [ -x "$HERE/bin/fleet-agent" ] || { echo "no bin/fleet-agent next to this script; run it from the unpacked bundle" >&2; exit 1; }
 "$HERE/bin/fleet-agent" --help >/dev/null || { echo "bin/fleet-agent does not run on this machine ($(uname -m)); build the bundle for it" >&2; exit 1; }
 if [ -z "$ADVERTISE" ]; then
@@ -41,6 +52,8 @@ BITFLEET_AGENT_ADVERTISE=$ADVERTISE
 BITFLEET_AGENT_NAME=$NAME
 BITFLEET_AGENT_LABELS=$LABELS
 BITFLEET_AGENT_THREADS=2
+BITFLEET_CONTROLLER_KEY_FINGERPRINT=$FINGERPRINT
+BITFLEET_AGENT_METRICS_LISTEN=$METRICS_LISTEN
 LOG_LEVEL=info
 ENV
 chown root:bitfleet-agent /etc/bitfleet/agent.env

@@ -32,6 +32,16 @@ public struct AgentConfiguration: Sendable {
     /// PEM file of the CA that issued the controller's HTTPS certificate: when set, only it
     /// is trusted (a private CA), instead of the system's certificate store.
     public var caCertificatePath: String?
+    /// `sha256:<hex>` of the controller's signing key, for an enrollment token that does not
+    /// carry one; when both name one they must agree. Without either the agent refuses to
+    /// enroll: it never pins a key nobody vouched for.
+    public var controllerKeyFingerprint: String?
+    /// A second listener (HOST:PORT) that serves `/metrics` and `/v1/status` to anyone who
+    /// can reach it; the main listener serves them to loopback clients only.
+    public var metricsHost: String?
+    public var metricsPort: Int?
+    /// Seconds an idle connection to the agent's listeners stays open.
+    public var listenerIdleTimeout: Double = 10
     /// The agent's notion of now (aggregate windows, probation, retry pacing). Tests inject
     /// a simulated clock to run an agent offline for days in seconds.
     public var clock: @Sendable () -> Date = { Date() }

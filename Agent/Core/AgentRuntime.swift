@@ -25,6 +25,8 @@ public actor AgentRuntime {
     var heartbeatInterval: Double
     var pushURL: String
     private var installing = false
+    /// Paces what refused pushes and replies cost: log lines and events (see AgentRuntime+Trust).
+    var refusals = RefusalLimiter()
     /// HTTPS trusting only `caCertificatePath`; nil: URLSession and the system store.
     private let transport: (any HTTPTransport)?
 
@@ -101,24 +103,31 @@ public actor AgentRuntime {
         FleetHTTPClient(baseURL: configuration.controllerURL, token: identity?.credential, timeout: 10, transport: transport)
     }
 
-    /// Enrolls once; the identity (credential, pinned key) is stored with mode 0600.
+    /// Enrolls once; the identity (credential, pinned key) is stored with mode 0600. The
+    /// controller's key is pinned only if the token (or --controller-key-fingerprint)
+    /// vouches for it; otherwise nothing is written and the error names both fingerprints.
     func enrollIfNeeded() async throws {
         if identity != nil { return }
-        guard let token = configuration.enrollToken else {
+        guard let text = configuration.enrollToken else {
             throw FleetClientError(status: nil, code: "not_enrolled", message: "this agent is not enrolled; pass --enroll-token")
         }
+        let token = EnrollmentToken(parsing: text)
+        let expected = try EnrollmentTrust.expectedFingerprint(token: token, configured: configuration.controllerKeyFingerprint)
         let client = FleetHTTPClient(baseURL: configuration.controllerURL, token: nil, timeout: 10, transport: transport)
         let response = try await client.json("POST", "/api/v1/enroll", body: EnrollRequest(
-            token: token, name: configuration.name, labels: configuration.labels, pushURL: pushURL, agentVersion: agentVersion),
+            token: token.secret, name: configuration.name, labels: configuration.labels, pushURL: pushURL, agentVersion: agentVersion),
             as: EnrollResponse.self)
+        try EnrollmentTrust.check(publicKey: response.publicKey, fleetID: response.fleetID, expected: expected,
+                                  announcements: response.keyAnnouncements ?? [])
         let newIdentity = AgentIdentity(deviceID: response.deviceID, credential: response.credential, fleetID: response.fleetID,
                                         publicKey: response.publicKey, controllerURL: configuration.controllerURL.absoluteString)
         try files.save(newIdentity, to: files.identityURL, secret: true)
         identity = newIdentity
-        logger.info("enrolled as \(response.deviceID) in \(response.fleetID)")
+        logger.info("enrolled as \(response.deviceID) in \(response.fleetID), controller key \(ControllerKeyFingerprint.of(publicKeyBase64: response.publicKey) ?? "?")")
     }
 
     var deviceID: String? { identity?.deviceID }
+    public var isEnrolled: Bool { identity != nil }
 
     // MARK: Heartbeats
 
@@ -128,6 +137,10 @@ public actor AgentRuntime {
             do {
                 try await enrollIfNeeded()
                 break
+            } catch let refusal as EnrollmentTrustError {
+                // Not a network hiccup: an impostor answered, or the token cannot vouch.
+                logger.error("\(refusal.description); retrying in 10 s")
+                try? await Task.sleep(for: .seconds(10))
             } catch {
                 logger.warning("enrollment failed, retrying: \(error)")
                 try? await Task.sleep(for: .seconds(2))
@@ -141,7 +154,7 @@ public actor AgentRuntime {
             }
             try? aggregates.persist()
             closeProbation()
-            let interval = configuration.heartbeatInterval ?? heartbeatInterval
+            let interval = NetworkBounds.clampedHeartbeatInterval(configuration.heartbeatInterval ?? heartbeatInterval)
             let jittered = interval * Double.random(in: 0.9...1.1)
             try? await Task.sleep(for: .milliseconds(Int(jittered * 1000)))
         }
@@ -160,9 +173,15 @@ public actor AgentRuntime {
         var request = HeartbeatRequest(agentVersion: agentVersion, pushURL: pushURL, activeModel: state.active?.activeModel,
                                        reports: reports, aggregates: released, events: events, shadow: shadowReports)
         request.epsilonSpent = state.privacy.epsilon == nil && state.epsilonSpent == 0 ? nil : spent
+        let nonce = Secrets.randomToken(bytes: 16)
+        request.nonce = nonce
         let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
+        // Nothing of a reply that fails verification is used, not even as an acknowledgement:
+        // it counts as a failed heartbeat and everything is sent again.
+        let (reply, signingKey) = try verifiedReply(response, nonce: nonce)
+        state.lastReplyIssuedAt = max(reply.issuedAt, state.lastReplyIssuedAt ?? reply.issuedAt)
         state.epsilonSpent = spent
-        state.privacy = response.privacy
+        state.privacy = reply.privacy
         aggregates.acknowledge(windows)
         aggregates.acknowledgeShadow(shadowReports)
         for sent in reports { if let index = state.pendingReports.firstIndex(of: sent) { state.pendingReports.remove(at: index) } }
@@ -171,18 +190,16 @@ public actor AgentRuntime {
         // desired manifest (which then fails with a clear "disk full" report); a crash
         // before the next successful write only resends reports (idempotent) and events.
         try? saveState()
-        heartbeatInterval = response.heartbeatInterval
-        if let current = identity, !response.keyAnnouncements.isEmpty {
-            let newest = KeyRotation.follow(response.keyAnnouncements, from: current.publicKey, fleetID: current.fleetID)
-            if newest != current.publicKey {
-                var updated = current
-                updated.publicKey = newest
-                try files.save(updated, to: files.identityURL, secret: true)
-                identity = updated
-                logger.info("pinned the controller's rotated signing key")
-            }
+        heartbeatInterval = NetworkBounds.clampedHeartbeatInterval(reply.heartbeatInterval)
+        if let current = identity, signingKey != current.publicKey {
+            // The reply verified with the key its announcement chain leads to from ours.
+            var updated = current
+            updated.publicKey = signingKey
+            try files.save(updated, to: files.identityURL, secret: true)
+            identity = updated
+            logger.info("pinned the controller's rotated signing key \(ControllerKeyFingerprint.of(publicKeyBase64: signingKey) ?? "?")")
         }
-        if let desired = response.desired {
+        if let desired = reply.desired {
             await handle(desired, source: "heartbeat")
         }
     }
@@ -261,7 +278,7 @@ public actor AgentRuntime {
                                 message: String("\(manifest.model) \(manifest.version) (sequence \(manifest.sequence)): \(reason)".prefix(500))))
     }
 
-    private func appendEvent(_ event: DeviceEvent) {
+    func appendEvent(_ event: DeviceEvent) {
         state.pendingEvents.append(event)
         // Bounded: a flood of forged pushes must not grow the state or block heartbeats.
         if state.pendingEvents.count > 200 {

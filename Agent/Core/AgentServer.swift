@@ -15,29 +15,50 @@ struct AgentRequestContext: RequestContext, RemoteAddressRequestContext {
 
     var maxUploadSize: Int { 16 << 20 }
 
-    var isLoopback: Bool {
-        switch remoteAddress {
-        case .v4(let address)?: return address.host.hasPrefix("127.")
-        case .v6(let address)?: return address.host == "::1"
+    var isLoopback: Bool { LoopbackAddress.contains(remoteAddress) }
+}
+
+/// Whether a peer is on this machine: 127.0.0.0/8, ::1, an IPv4-mapped 127.x (::ffff:127.x)
+/// or a Unix socket. Everything else, including this host's own LAN address, is remote.
+public enum LoopbackAddress {
+    public static func contains(_ address: SocketAddress?) -> Bool {
+        switch address {
+        case .v4(let v4)?: return isLoopback(host: v4.host)
+        case .v6(let v6)?: return isLoopback(host: v6.host)
         case .unixDomainSocket?: return true
         default: return false
         }
+    }
+
+    public static func isLoopback(host: String) -> Bool {
+        let lowered = host.lowercased()
+        if lowered == "::1" || lowered == "0:0:0:0:0:0:0:1" { return true }
+        let v4 = lowered.hasPrefix("::ffff:") ? String(lowered.dropFirst(7)) : lowered
+        let octets = v4.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 }
 
 /// The agent's HTTP listener:
 /// - `POST /v1/push`: a signed manifest from the controller (authenticated by signature);
 /// - `POST /v1/infer`: local inference (.npy, PGM or raw float32), loopback clients only;
-/// - `GET /v1/status`, `GET /v1/health`.
+/// - `GET /metrics`, `GET /v1/status`: exact local counts, loopback clients only (the
+///   controller sees only released aggregates), unless `--metrics-listen` exposes them on a
+///   second listener on purpose;
+/// - `GET /v1/health`.
+/// Idle connections are closed after `listenerIdleTimeout`, so a LAN peer cannot hold them.
 public enum AgentServer {
     public static func run(_ runtime: AgentRuntime, configuration: AgentConfiguration, logger: Logger,
                            onStart: @escaping @Sendable (String) async -> Void) async throws {
         let router = Router(context: AgentRequestContext.self)
         router.get("/v1/health") { _, _ in "ok" }
-        router.get("/v1/status") { _, _ in try json(await runtime.status()) }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: await runtime.prometheusText())))
+        router.get("/v1/status") { _, context in
+            guard context.isLoopback else { return try localOnly("/v1/status") }
+            return try json(await runtime.status())
+        }
+        router.get("/metrics") { _, context in
+            guard context.isLoopback else { return try localOnly("/metrics") }
+            return await metricsResponse(runtime)
         }
         router.post("/v1/push") { request, context in
             var request = request
@@ -45,10 +66,12 @@ public enum AgentServer {
             guard let manifest = try? FleetJSON.decoder.decode(SignedManifest.self, from: Data(buffer: body)) else {
                 return try json(APIErrorBody(code: "invalid_body", message: "expected a signed manifest"), status: .badRequest)
             }
-            // Verification is synchronous; the download and install continue in the background.
+            // Verification is synchronous and touches no disk: a forged push costs one
+            // signature check (and, a few a minute, an in-memory event). The download and
+            // install of an authentic one continue in the background.
             let outcome = await runtime.verifyOnly(manifest)
             if let refusal = outcome {
-                _ = await runtime.handle(manifest, source: "push")
+                await runtime.recordRefusedPush(refusal)
                 return try json(APIErrorBody(code: "manifest_refused", message: refusal), status: .conflict)
             }
             Task { await runtime.handle(manifest, source: "push") }
@@ -71,15 +94,51 @@ public enum AgentServer {
                 return try json(APIErrorBody(code: status == .serviceUnavailable ? "no_model" : "invalid_input", message: failure.description), status: status)
             }
         }
+        let idle = TimeAmount.milliseconds(Int64(max(0.1, configuration.listenerIdleTimeout) * 1000))
         let app = Application(
             router: router,
+            server: .http1(configuration: .init(idleTimeout: idle)),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitfleet-agent"),
             onServerRunning: { channel in
                 await onStart("http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)")
             },
             logger: logger
         )
-        try await app.runService()
+        guard let metricsHost = configuration.metricsHost, let metricsPort = configuration.metricsPort else {
+            try await app.runService()
+            return
+        }
+        // Exposed on purpose (`--metrics-listen`): anyone who reaches this address reads them.
+        let exposed = Router(context: AgentRequestContext.self)
+        exposed.get("/v1/health") { _, _ in "ok" }
+        exposed.get("/v1/status") { _, _ in try json(await runtime.status()) }
+        exposed.get("/metrics") { _, _ in await metricsResponse(runtime) }
+        let metricsApp = Application(
+            router: exposed,
+            server: .http1(configuration: .init(idleTimeout: idle)),
+            configuration: .init(address: .hostname(metricsHost, port: metricsPort), serverName: "bitfleet-agent-metrics"),
+            onServerRunning: { channel in
+                print("BitFleet agent metrics on http://\(metricsHost):\(channel.localAddress?.port ?? metricsPort)")
+                fflush(nil)
+            },
+            logger: logger
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.runService() }
+            group.addTask { try await metricsApp.runService() }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    static func metricsResponse(_ runtime: AgentRuntime) async -> Response {
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(string: await runtime.prometheusText())))
+    }
+
+    static func localOnly(_ path: String) throws -> Response {
+        try json(APIErrorBody(code: "forbidden", message: "\(path) is served to local clients only; expose it with --metrics-listen HOST:PORT"),
+                 status: .forbidden)
     }
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {

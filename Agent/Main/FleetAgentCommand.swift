@@ -56,12 +56,36 @@ struct Run: AsyncParsableCommand {
     var probationViolations = 3
     @Option(help: "PEM file of the private CA that issued the controller's HTTPS certificate; only it is trusted (env BITFLEET_CA_CERTIFICATE).")
     var caCertificate: String?
+    @Option(help: "sha256:<hex> fingerprint of the controller's signing key, for an enrollment token that does not carry one (env BITFLEET_CONTROLLER_KEY_FINGERPRINT). Without it or a token that carries it, the agent refuses to enroll.")
+    var controllerKeyFingerprint: String? = environment("BITFLEET_CONTROLLER_KEY_FINGERPRINT")
+    @Option(help: "Also serve /metrics and /v1/status on HOST:PORT to anyone who reaches it (default: only loopback clients of --listen get them; env BITFLEET_AGENT_METRICS_LISTEN).")
+    var metricsListen: String? = environment("BITFLEET_AGENT_METRICS_LISTEN")
+    @Option(help: "Seconds an idle connection to the agent's listeners stays open.")
+    var idleTimeout: Double = 10
     @Option(help: "Log level (trace ... error).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
     func run() async throws {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
             throw ValidationError("--listen must be HOST:PORT")
+        }
+        if let heartbeatInterval, !NetworkBounds.heartbeatInterval.contains(heartbeatInterval) {
+            throw ValidationError("--heartbeat-interval must be between 1 and 86400 seconds, got \(heartbeatInterval)")
+        }
+        var fingerprint: String?
+        if let controllerKeyFingerprint {
+            guard let parsed = ControllerKeyFingerprint.parse(controllerKeyFingerprint) else {
+                throw ValidationError("--controller-key-fingerprint must be sha256:<64 hex digits>, got '\(controllerKeyFingerprint)'")
+            }
+            fingerprint = parsed
+        }
+        var metricsAddress: (String, Int)?
+        if let metricsListen {
+            guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]),
+                  (0...65535).contains(port) else {
+                throw ValidationError("--metrics-listen must be HOST:PORT, got '\(metricsListen)'")
+            }
+            metricsAddress = (String(metricsListen[..<colon]), port)
         }
         guard let controllerURL = URL(string: controller), controllerURL.scheme != nil else {
             throw ValidationError("--controller must be a URL such as http://controller:8080")
@@ -85,17 +109,34 @@ struct Run: AsyncParsableCommand {
         limited.minFreeBytes = max(0, minFreeBytes)
         limited.chunkBytes = max(1024, chunkBytes)
         limited.caCertificatePath = caCertificate ?? environment("BITFLEET_CA_CERTIFICATE")
+        guard idleTimeout > 0, idleTimeout.isFinite else { throw ValidationError("--idle-timeout must be positive") }
+        limited.listenerIdleTimeout = idleTimeout
+        limited.controllerKeyFingerprint = fingerprint
+        limited.metricsHost = metricsAddress?.0
+        limited.metricsPort = metricsAddress?.1
         if limited.caCertificatePath != nil, controllerURL.scheme != "https" {
             throw ValidationError("--ca-certificate is for an https:// controller, got \(controller)")
         }
         let runtime = try AgentRuntime(configuration: limited, logger: logger)
+        // Refused before listening: an agent that would have to pin whatever key answers
+        // never starts enrolling (an enrolled agent needs no token any more).
+        let enrolled = await runtime.isEnrolled
+        if !enrolled, let token = enrollToken {
+            do {
+                _ = try EnrollmentTrust.expectedFingerprint(token: EnrollmentToken(parsing: token), configured: fingerprint)
+            } catch {
+                FileHandle.standardError.write(Data("fleet-agent: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         await runtime.loadInstalledModel()
+        let serverConfiguration = limited
         let advertised = advertise
         let directory = dataDir
         let log = logger
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                try await AgentServer.run(runtime, configuration: configuration, logger: log) { url in
+                try await AgentServer.run(runtime, configuration: serverConfiguration, logger: log) { url in
                     await runtime.setPushURL(advertised ?? url)
                     try? Data(url.utf8).write(to: URL(fileURLWithPath: directory).appendingPathComponent("agent.url"))
                     print("BitFleet agent listening on \(url)")

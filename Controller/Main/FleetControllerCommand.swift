@@ -84,6 +84,9 @@ struct Serve: AsyncParsableCommand {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw ValidationError("--listen must be HOST:PORT, got '\(listen)'")
         }
+        guard (1...86_400).contains(heartbeatInterval) else {
+            throw ValidationError("--heartbeat-interval must be between 1 and 86400 seconds, got \(heartbeatInterval)")
+        }
         let host = String(listen[..<colon])
         var logger = Logger(label: "bitfleet.controller")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
@@ -152,7 +155,11 @@ struct RotateSigningKey: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate-signing-key",
         abstract: "Replace the Ed25519 signing key; agents learn the new key from an announcement signed by the old one.",
-        discussion: "Restart the controller afterwards so it signs with the new key (docs/OPERATIONS.md)."
+        discussion: """
+        Safe while the controller runs: it signs with the new key within a second, and agents \
+        pin it at their next heartbeat by following the announcement (docs/OPERATIONS.md). \
+        Enrollment tokens made before still enroll (the chain leads from their key to the new one).
+        """
     )
 
     @OptionGroup var data: DataDirectoryOption
@@ -160,7 +167,8 @@ struct RotateSigningKey: AsyncParsableCommand {
     func run() async throws {
         let key = try await ControllerServer.rotateSigningKey(dataDirectory: data.url)
         print("new signing public key: \(key)")
-        print("restart the controller; agents pin the new key at their next heartbeat")
+        print("fingerprint: \(ControllerServer.fingerprint(ofPublicKey: key))")
+        print("a running controller signs with it within a second; agents pin it at their next heartbeat")
     }
 }
 

@@ -46,9 +46,10 @@ public enum ControllerServer {
     static let keyAnnouncementsSetting = "key_announcements"
 
     /// Replaces the signing key. The new public key is announced, signed with the old key,
-    /// in every heartbeat reply, so agents move their pin to it; manifests are signed with
-    /// the new key from the next start of the controller on. The old key is kept as
-    /// `signing.key.retired-<time>` (0600).
+    /// in every heartbeat reply, so agents move their pin to it. A running controller signs
+    /// with the new key within a second (`SigningKeyring`); the announcement is stored
+    /// before the key file is replaced, so no reply is signed with a key agents cannot reach.
+    /// The old key is kept as `signing.key.retired-<time>` (0600).
     public static func rotateSigningKey(dataDirectory: URL) async throws -> String {
         let directory = try DataDirectory(dataDirectory)
         let store = try SQLiteFleetStore(path: directory.databasePath)
@@ -65,6 +66,11 @@ public enum ControllerServer {
         try directory.writeSecret(old.rawRepresentation, to: directory.url.appendingPathComponent("signing.key.retired-\(stamp)"))
         try directory.writeSecret(new.rawRepresentation, to: directory.signingKeyURL)
         return new.publicKey.rawRepresentation.base64EncodedString()
+    }
+
+    /// `sha256:<hex>` of a base64 public key, as enrollment tokens carry it.
+    public static func fingerprint(ofPublicKey key: String) -> String {
+        ControllerKeyFingerprint.of(publicKeyBase64: key) ?? "(not an Ed25519 key)"
     }
 
     static func keyAnnouncements(_ store: any FleetStore) async throws -> [SignedKeyAnnouncement] {
@@ -87,11 +93,19 @@ public enum ControllerServer {
         let blobStore = FileBlobStore(directory: directory.blobsURL)
         let stale = blobStore.removeTemporaryFiles()
         if !stale.isEmpty { logger.notice("removed \(stale.count) partial blob file(s) left by an interrupted upload") }
-        let service = FleetService(store: store, blobs: blobStore,
-                                   signer: ManifestSigner(privateKey: try directory.signingKey()), fleetID: startup.fleetID,
+        let keyring = try SigningKeyring(directory: directory)
+        let service = FleetService(store: store, blobs: blobStore, keyring: keyring, fleetID: startup.fleetID,
                                    configuration: configuration, clock: { Date() },
                                    transfers: TransferLimiter(permits: configuration.maxConcurrentTransfers,
                                                               queueLimit: configuration.maxQueuedTransfers))
+        let caches = service.caches
+        keyring.onChange {
+            // Signed with the new key from now on; the chain that vouches for it is re-read
+            // at once so agents get announcement and newly signed reply together.
+            caches.forgetManifests()
+            logger.notice("signing key replaced on disk (rotate-signing-key); now signing with the new key")
+        }
+        logger.info("signing key fingerprint \(keyring.fingerprintWithoutReload) (enrollment tokens carry it)")
         let pushes = PushService(service: service, logger: logger)
         let routes = ControllerRoutes(service: service, pushes: pushes)
 

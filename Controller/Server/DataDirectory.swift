@@ -20,6 +20,14 @@ struct DataDirectory {
 
     /// Loads the signing key, creating it (0600) on first start.
     func signingKey() throws -> Curve25519.Signing.PrivateKey {
+        if let key = try existingSigningKey() { return key }
+        let key = Curve25519.Signing.PrivateKey()
+        try writeSecret(key.rawRepresentation, to: signingKeyURL)
+        return key
+    }
+
+    /// The signing key on disk, nil if there is none yet; refused if others can read it.
+    func existingSigningKey() throws -> Curve25519.Signing.PrivateKey? {
         if let data = FileManager.default.contents(atPath: signingKeyURL.path) {
             let attributes = try FileManager.default.attributesOfItem(atPath: signingKeyURL.path)
             if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
@@ -30,9 +38,7 @@ struct DataDirectory {
             }
             return key
         }
-        let key = Curve25519.Signing.PrivateKey()
-        try writeSecret(key.rawRepresentation, to: signingKeyURL)
-        return key
+        return nil
     }
 
     /// Secrets are created with mode 0600 (never briefly readable by others) and replaced atomically.

@@ -10,7 +10,9 @@ import BitEngine
 struct FleetService: Sendable {
     let store: any FleetStore
     let blobs: any BlobStore
-    let signer: ManifestSigner
+    /// The signing key, followed across `rotate-signing-key` while running.
+    let keyring: SigningKeyring
+    var signer: ManifestSigner { keyring.current }
     let fleetID: String
     let configuration: ControllerConfiguration
     let clock: @Sendable () -> Date
@@ -100,13 +102,15 @@ struct FleetService: Sendable {
         guard (60...(90 * 86_400)).contains(request.expiresInSeconds) else {
             throw APIError(.badRequest, "invalid_expiry", "expiry must be between 1 minute and 90 days")
         }
-        let token = "enr_" + Secrets.randomToken()
+        let secret = "enr_" + Secrets.randomToken()
+        let fingerprint = ControllerKeyFingerprint.of(publicKeyBase64: signer.publicKeyBase64)
+        let token = EnrollmentToken(secret: secret, fingerprint: fingerprint)
         let now = clock()
         let expires = now.addingTimeInterval(Double(request.expiresInSeconds))
         let labels = String(decoding: try FleetJSON.encoder.encode(request.labels), as: UTF8.self)
-        try await store.insertEnrollmentToken(EnrollmentTokenRecord(tokenHash: Secrets.hash(token), labelsJSON: labels,
+        try await store.insertEnrollmentToken(EnrollmentTokenRecord(tokenHash: Secrets.hash(secret), labelsJSON: labels,
                                                                    createdAt: now, expiresAt: expires, usedAt: nil, usedBy: nil))
-        return EnrollmentTokenResponse(token: token, expiresAt: expires)
+        return EnrollmentTokenResponse(token: token.text, expiresAt: expires, controllerKeyFingerprint: fingerprint)
     }
 
     func enroll(_ request: EnrollRequest) async throws -> EnrollResponse {
@@ -116,7 +120,9 @@ struct FleetService: Sendable {
             throw APIError(.badRequest, "invalid_name", "device name must be 1-100 characters")
         }
         let pushURL = try Self.validatedPushURL(request.pushURL)
-        guard let token = try await store.consumeEnrollmentToken(hash: Secrets.hash(request.token), deviceID: deviceID, now: clock()) else {
+        // Only the secret part is stored (hashed); the fingerprint suffix is public.
+        let secretPart = EnrollmentToken(parsing: request.token).secret
+        guard let token = try await store.consumeEnrollmentToken(hash: Secrets.hash(secretPart), deviceID: deviceID, now: clock()) else {
             throw APIError(.unauthorized, "invalid_enrollment_token", "the enrollment token is unknown, expired or already used")
         }
         // The token's labels are the device's; what the device asks for is kept apart, so a
@@ -130,7 +136,10 @@ struct FleetService: Sendable {
             credentialHash: Secrets.hash(secret), enrolledAt: clock(), lastSeen: clock(), agentVersion: request.agentVersion,
             pushURL: pushURL, activeModelJSON: nil, desiredDeploymentID: nil, revoked: false,
             proposedLabelsJSON: String(decoding: try FleetJSON.encoder.encode(proposed), as: UTF8.self)))
-        return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64)
+        let (signer, keyGeneration) = keyring.snapshot
+        let announcements = try await caches.setting("keys.\(keyGeneration)") { try await ControllerServer.keyAnnouncements(store) }
+        return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64,
+                              keyAnnouncements: announcements.isEmpty ? nil : announcements)
     }
 
     /// The controller connects to this URL, so it is the one thing a device names that the
@@ -182,6 +191,9 @@ struct FleetService: Sendable {
     // MARK: Heartbeats
 
     func heartbeat(device: DeviceRecord, _ request: HeartbeatRequest, bytes: Int) async throws -> HeartbeatResponse {
+        // One key for the whole reply, even if a rotation lands meanwhile, and the
+        // announcement chain read for that key.
+        let (signer, keyGeneration) = keyring.snapshot
         metrics.heartbeats.increment()
         let start = ContinuousClock.now
         defer { metrics.heartbeatDuration.record(ContinuousClock.now - start) }
@@ -214,13 +226,22 @@ struct FleetService: Sendable {
            request.activeModel?.sequence != deployment.sequence {
             // A device already running its desired deployment gets no manifest: nothing to
             // sign here, nothing to verify on the device.
-            desired = try caches.manifest(deviceID: device.id, deploymentID: desiredID) {
-                try manifest(for: device.id, deployment: deployment, model: model)
+            desired = try caches.manifest(deviceID: device.id, deploymentID: desiredID, signer: signer) {
+                try manifest(for: device.id, deployment: deployment, model: model, signer: $0)
             }
         }
-        return HeartbeatResponse(desired: desired, heartbeatInterval: configuration.heartbeatInterval,
-                                 keyAnnouncements: try await caches.setting("keys") { try await ControllerServer.keyAnnouncements(store) },
-                                 privacy: try await caches.setting("privacy") { try await privacySettings() })
+        let keys = try await caches.setting("keys.\(keyGeneration)") { try await ControllerServer.keyAnnouncements(store) }
+        let privacy = try await caches.setting("privacy") { try await privacySettings() }
+        // One Ed25519 signature per reply (tens of microseconds): it binds what the agent
+        // acts on to this device and this heartbeat's nonce. An agent too old to send a
+        // nonce still gets the unsigned fields it knows.
+        let signed = try request.nonce.map { nonce in
+            try signer.sign(HeartbeatReply(fleetID: fleetID, deviceID: device.id, nonce: String(nonce.prefix(128)), issuedAt: now,
+                                           desired: desired, heartbeatInterval: configuration.heartbeatInterval,
+                                           keyAnnouncements: keys, privacy: privacy))
+        }
+        return HeartbeatResponse(desired: desired, heartbeatInterval: configuration.heartbeatInterval, keyAnnouncements: keys,
+                                 privacy: privacy, signed: signed)
     }
 
     /// Charges a device's ingestion budget (DeviceIngestLimiter), or refuses with 429.
@@ -276,12 +297,12 @@ struct FleetService: Sendable {
               let (deployment, model) = try await cachedDeployment(id: deploymentID) else {
             return nil
         }
-        return try caches.manifest(deviceID: deviceID, deploymentID: deploymentID) {
-            try manifest(for: deviceID, deployment: deployment, model: model)
+        return try caches.manifest(deviceID: deviceID, deploymentID: deploymentID, signer: signer) {
+            try manifest(for: deviceID, deployment: deployment, model: model, signer: $0)
         }
     }
 
-    func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord) throws -> SignedManifest {
+    func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord, signer: ManifestSigner) throws -> SignedManifest {
         try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
                                            version: model.version, sha256: model.sha256, size: model.size,
                                            issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)",

@@ -67,16 +67,24 @@ final class HeartbeatCaches: @unchecked Sendable {
         lock.withLock { deployments[id] = (deployment, model) }
     }
 
-    func manifest(deviceID: String, deploymentID: Int64, sign: () throws -> SignedManifest) throws -> SignedManifest {
-        let key = "\(deploymentID)/\(deviceID)"
+    /// The manifest signed by `signer`, signed once per key: after a key rotation a
+    /// signature made with the old key is never served again, however requests interleave.
+    func manifest(deviceID: String, deploymentID: Int64, signer: ManifestSigner,
+                  sign: (ManifestSigner) throws -> SignedManifest) throws -> SignedManifest {
+        let key = "\(deploymentID)/\(deviceID)/\(signer.publicKeyBase64)"
         if let cached = lock.withLock({ manifests[key] }) { return cached }
-        let signed = try sign()
+        let signed = try sign(signer)
         lock.withLock {
             // Manifests of older deployments are dead weight once devices moved on.
             if manifests.count >= maxManifests { manifests.removeAll(keepingCapacity: true) }
             manifests[key] = signed
         }
         return signed
+    }
+
+    /// After a signing-key rotation: manifests signed with the old key are dead weight.
+    func forgetManifests() {
+        lock.withLock { manifests.removeAll() }
     }
 
     func setting<Value: Sendable>(_ name: String, load: () async throws -> Value) async throws -> Value {

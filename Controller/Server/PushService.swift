@@ -70,8 +70,8 @@ final class PushService: Sendable {
             guard let device = try await service.store.device(id: row.deviceID),
                   let (deployment, model) = try await service.cachedDeployment(id: row.deploymentID) else { return }
             // The same signed manifest the device's heartbeat reply would carry: signed once.
-            let manifest = try service.caches.manifest(deviceID: device.id, deploymentID: row.deploymentID) {
-                try service.manifest(for: device.id, deployment: deployment, model: model)
+            let manifest = try service.caches.manifest(deviceID: device.id, deploymentID: row.deploymentID, signer: service.signer) {
+                try service.manifest(for: device.id, deployment: deployment, model: model, signer: $0)
             }
             let target = device.pushURL.hasSuffix("/") ? device.pushURL + "v1/push" : device.pushURL + "/v1/push"
             do {

@@ -11,7 +11,7 @@ import Foundation
 extension FleetService {
     func resynchronise(device: DeviceRecord, proof: SignedManifest, now: Date) async throws {
         var keys = [signer.publicKeyBase64]
-        if let announcements = try? await caches.setting("keys", load: { try await ControllerServer.keyAnnouncements(store) }) {
+        if let announcements = try? await caches.setting("keys.\(keyring.snapshot.1)", load: { try await ControllerServer.keyAnnouncements(store) }) {
             keys += announcements.compactMap { try? ManifestCoding.decoder.decode(KeyAnnouncement.self, from: Data(base64Encoded: $0.payload) ?? Data()) }
                 .map(\.previousPublicKey)
         }

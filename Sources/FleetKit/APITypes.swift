@@ -60,11 +60,16 @@ public struct EnrollmentTokenRequest: Codable, Sendable {
 }
 
 public struct EnrollmentTokenResponse: Codable, Sendable {
+    /// `enr_<secret>.<fingerprint hex>` (see `EnrollmentToken`): the agent checks the
+    /// controller's key against the fingerprint before pinning it.
     public var token: String
     public var expiresAt: Date
-    public init(token: String, expiresAt: Date) {
+    /// `sha256:<hex>` of the controller's signing key, also inside `token`.
+    public var controllerKeyFingerprint: String?
+    public init(token: String, expiresAt: Date, controllerKeyFingerprint: String? = nil) {
         self.token = token
         self.expiresAt = expiresAt
+        self.controllerKeyFingerprint = controllerKeyFingerprint
     }
 }
 
@@ -89,9 +94,13 @@ public struct EnrollResponse: Codable, Sendable {
     /// Shown once; the controller keeps only its hash.
     public var credential: String
     public var fleetID: String
-    /// Base64 Ed25519 public key the agent pins.
+    /// Base64 Ed25519 public key the agent pins, once its fingerprint matches the token's.
     public var publicKey: String
-    public init(deviceID: String, credential: String, fleetID: String, publicKey: String) {
+    /// Signing-key rotations, oldest first: a token that vouches for a key since rotated
+    /// away still enrolls when this chain leads from that key to `publicKey`.
+    public var keyAnnouncements: [SignedKeyAnnouncement]?
+    public init(deviceID: String, credential: String, fleetID: String, publicKey: String, keyAnnouncements: [SignedKeyAnnouncement]? = nil) {
+        self.keyAnnouncements = keyAnnouncements
         self.deviceID = deviceID
         self.credential = credential
         self.fleetID = fleetID
@@ -159,6 +168,8 @@ public struct HeartbeatRequest: Codable, Sendable {
     /// is not newer (it lost deployments: power loss, a restored backup). Its signature
     /// proves the sequence, and the controller resynchronises (SequenceResync).
     public var acceptedManifest: SignedManifest?
+    /// Random, fresh per heartbeat; the signed reply echoes it (see `HeartbeatReply`).
+    public var nonce: String?
     public init(agentVersion: String, pushURL: String, activeModel: ActiveModel?, reports: [DeploymentReport],
                 aggregates: [AggregateWindow], events: [DeviceEvent], shadow: [ShadowReport] = []) {
         self.shadow = shadow
@@ -171,6 +182,8 @@ public struct HeartbeatRequest: Codable, Sendable {
     }
 }
 
+/// The unsigned fields are kept for tools and older agents; an agent acts only on `signed`,
+/// which carries the same values signed for this device and this heartbeat's nonce.
 public struct HeartbeatResponse: Codable, Sendable {
     /// The manifest this device should run, signed for it; nil when none is deployed.
     public var desired: SignedManifest?
@@ -180,8 +193,11 @@ public struct HeartbeatResponse: Codable, Sendable {
     public var keyAnnouncements: [SignedKeyAnnouncement]
     /// The fleet's privacy settings, applied by the agent before aggregates leave it.
     public var privacy: PrivacySettings
+    /// Everything above, with fleet, device, nonce and issue time, signed by the controller.
+    public var signed: SignedHeartbeatReply?
     public init(desired: SignedManifest?, heartbeatInterval: Double, keyAnnouncements: [SignedKeyAnnouncement] = [],
-                privacy: PrivacySettings = PrivacySettings()) {
+                privacy: PrivacySettings = PrivacySettings(), signed: SignedHeartbeatReply? = nil) {
+        self.signed = signed
         self.privacy = privacy
         self.keyAnnouncements = keyAnnouncements
         self.desired = desired

@@ -179,7 +179,13 @@ public enum KeyRotation {
     /// never followed twice, so announcements that lead back to an earlier key (A -> A, or
     /// A -> B -> A) end the walk instead of looping forever.
     public static func follow(_ chain: [SignedKeyAnnouncement], from pinned: String, fleetID: String) -> String {
+        path(chain, from: pinned, fleetID: fleetID).last ?? pinned
+    }
+
+    /// The keys `follow` walks through, `pinned` first and the newest last.
+    public static func path(_ chain: [SignedKeyAnnouncement], from pinned: String, fleetID: String) -> [String] {
         var current = pinned
+        var keys = [pinned]
         var visited: Set<String> = [pinned]
         var progressed = true
         while progressed {
@@ -194,9 +200,10 @@ public enum KeyRotation {
                       key.isValidSignature(signature, for: payload) else { continue }
                 current = announcement.newPublicKey
                 visited.insert(current)
+                keys.append(current)
                 progressed = true
             }
         }
-        return current
+        return keys
     }
 }

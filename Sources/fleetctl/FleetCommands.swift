@@ -296,7 +296,16 @@ struct EnrollTokenCommand: AsyncParsableCommand {
 struct CreateEnrollTokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create", abstract: "Create a one-time enrollment token for one device.",
-        discussion: "Examples:\n  fleetctl enroll-token create --expires 24h\n  fleetctl enroll-token create --label site=berlin --json")
+        discussion: """
+        The token is `enr_<secret>.<hex>`: the hex is the SHA-256 fingerprint of the controller's \
+        signing key, so the agent that uses it pins only that key (kubeadm-style). It goes to \
+        stdout alone (for scripts); the fingerprint is also printed on stderr as sha256:<hex>, \
+        for `fleet-agent run --controller-key-fingerprint`.
+
+        Examples:
+          fleetctl enroll-token create --expires 24h
+          fleetctl enroll-token create --label site=berlin --json
+        """)
     @OptionGroup var options: ControllerOptions
     @Option(help: "Lifetime, e.g. 30m, 24h, 7d.") var expires = "24h"
     @Option(help: "Labels the device gets, key=value (repeatable).") var label: [String] = []
@@ -305,7 +314,12 @@ struct CreateEnrollTokenCommand: AsyncParsableCommand {
         let client = try options.client()
         let request = EnrollmentTokenRequest(expiresInSeconds: Int(try parseDuration(expires)), labels: try parseLabels(label))
         let token = try await callController { try await client.json("POST", "/api/v1/enrollment-tokens", body: request, as: EnrollmentTokenResponse.self) }
-        try options.emit(token) { print(token.token) }
+        try options.emit(token) {
+            print(token.token)
+            if let fingerprint = token.controllerKeyFingerprint {
+                FileHandle.standardError.write(Data("controller key fingerprint: \(fingerprint)\n".utf8))
+            }
+        }
     }
 }
 

@@ -11,7 +11,9 @@ final class RawHTTPSocket {
 
     /// `receiveBuffer` shrinks the kernel's receive buffer before connecting, so a client
     /// that does not read stalls the server's writes after a few kilobytes.
-    init(port: Int, receiveBuffer: Int32? = nil) throws {
+    /// `host`: an IPv4 address; another local address than 127.0.0.1 makes this connection
+    /// come from a non-loopback peer.
+    init(port: Int, host: String = "127.0.0.1", receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         if var size = receiveBuffer {
@@ -22,13 +24,13 @@ final class RawHTTPSocket {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else {
             Glibc.close(fd)
-            throw TestFailure("connect to 127.0.0.1:\(port): errno \(errno)")
+            throw TestFailure("connect to \(host):\(port): errno \(errno)")
         }
     }
 

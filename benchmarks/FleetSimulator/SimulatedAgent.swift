@@ -15,6 +15,8 @@ actor SimulatedAgent {
     struct Identity: Sendable {
         var deviceID: String
         var credential: String
+        var fleetID: String
+        var publicKey: String
         var verifier: ManifestVerifier
     }
 
@@ -45,9 +47,15 @@ actor SimulatedAgent {
 
     func enroll(token: String, pushURL: String) async throws {
         self.pushURL = pushURL
-        let request = EnrollRequest(token: token, name: name, labels: ["sim": "true"], pushURL: pushURL, agentVersion: "sim-0.1.0")
+        // As the real agent: pin the controller's key only if the token vouches for it.
+        let parsed = EnrollmentToken(parsing: token)
+        let expected = try EnrollmentTrust.expectedFingerprint(token: parsed, configured: nil)
+        let request = EnrollRequest(token: parsed.secret, name: name, labels: ["sim": "true"], pushURL: pushURL, agentVersion: "sim-0.1.0")
         let response = try await control.json(.POST, "/api/v1/enroll", body: request, credential: nil, as: EnrollResponse.self)
-        identity = Identity(deviceID: response.deviceID, credential: response.credential,
+        try EnrollmentTrust.check(publicKey: response.publicKey, fleetID: response.fleetID, expected: expected,
+                                  announcements: response.keyAnnouncements ?? [])
+        identity = Identity(deviceID: response.deviceID, credential: response.credential, fleetID: response.fleetID,
+                            publicKey: response.publicKey,
                             verifier: try ManifestVerifier(publicKeyBase64: response.publicKey, fleetID: response.fleetID,
                                                            deviceID: response.deviceID))
     }
@@ -63,14 +71,20 @@ actor SimulatedAgent {
         if let active, aggregateEvery > 0, heartbeats % aggregateEvery == 0 {
             aggregates.append(Self.window(model: active, seed: index &+ heartbeats))
         }
-        let request = HeartbeatRequest(agentVersion: "sim-0.1.0", pushURL: pushURL, activeModel: active, reports: reports,
+        var request = HeartbeatRequest(agentVersion: "sim-0.1.0", pushURL: pushURL, activeModel: active, reports: reports,
                                        aggregates: aggregates, events: [])
+        let nonce = Secrets.randomToken(bytes: 16)
+        request.nonce = nonce
         let started = ContinuousClock.now
         let response = try await control.json(.POST, "/api/v1/heartbeat", body: request, credential: identity.credential,
                                               as: HeartbeatResponse.self)
         let latency = ContinuousClock.now - started
+        // The real agent's check of the signed reply (one Ed25519 verification), outside
+        // the measured latency, which is the controller's.
+        let reply = try HeartbeatReplyVerifier.verify(response.signed, pinnedKey: identity.publicKey, fleetID: identity.fleetID,
+                                                      deviceID: identity.deviceID, nonce: nonce, newestAccepted: nil).reply
         pendingReports.removeFirst(min(reports.count, pendingReports.count))
-        if let desired = response.desired { _ = receive(desired, source: "heartbeat") }
+        if let desired = reply.desired { _ = receive(desired, source: "heartbeat") }
         return latency
     }
 

@@ -63,6 +63,8 @@ struct AgentState: Codable, Sendable {
     /// A model under shadow evaluation: run next to the active one, never served.
     var shadow: InstalledModel?
     var lastAcceptedSequence: Int64 = 0
+    /// The signed manifest of `lastAcceptedSequence`: proof for a controller that lost it.
+    var lastAcceptedManifest: SignedManifest?
     /// Reports not yet acknowledged by the controller.
     var pendingReports: [DeploymentReport] = []
     /// Events not yet sent, e.g. manifests refused (bad signature, replay, other device).

@@ -25,6 +25,10 @@ public actor AgentRuntime {
     var heartbeatInterval: Double
     var pushURL: String
     private var installing = false
+    /// Set when the controller offered a manifest older than the last one accepted: it lost
+    /// deployments, and the next heartbeat proves what this device accepted (SequenceResync
+    /// on the controller) so that it issues the desired version again under a newer sequence.
+    private var resyncNeeded = false
     /// Paces what refused pushes and replies cost: log lines and events (see AgentRuntime+Trust).
     var refusals = RefusalLimiter()
     /// HTTPS trusting only `caCertificatePath`; nil: URLSession and the system store.
@@ -175,10 +179,12 @@ public actor AgentRuntime {
         request.epsilonSpent = state.privacy.epsilon == nil && state.epsilonSpent == 0 ? nil : spent
         let nonce = Secrets.randomToken(bytes: 16)
         request.nonce = nonce
+        if resyncNeeded { request.acceptedManifest = state.lastAcceptedManifest }
         let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
         // Nothing of a reply that fails verification is used, not even as an acknowledgement:
         // it counts as a failed heartbeat and everything is sent again.
         let (reply, signingKey) = try verifiedReply(response, nonce: nonce)
+        if request.acceptedManifest != nil { resyncNeeded = false }
         state.lastReplyIssuedAt = max(reply.issuedAt, state.lastReplyIssuedAt ?? reply.issuedAt)
         state.epsilonSpent = spent
         state.privacy = reply.privacy
@@ -216,7 +222,11 @@ public actor AgentRuntime {
             let verifier = try ManifestVerifier(publicKeyBase64: identity.publicKey, fleetID: identity.fleetID, deviceID: identity.deviceID)
             manifest = try verifier.verify(signed, lastAccepted: state.lastAcceptedSequence)
         } catch let error as ManifestError {
-            if case .notNewer = error, source == "heartbeat" { return nil }  // converged already
+            if case .notNewer(let sequence, let lastAccepted) = error, source == "heartbeat" {
+                // Equal: converged already. Older: the controller lost what it signed last.
+                if sequence < lastAccepted, state.lastAcceptedManifest != nil { resyncNeeded = true }
+                return nil
+            }
             let reason = "\(source) manifest refused: \(error)"
             logger.warning("\(reason)")
             appendEvent(DeviceEvent(at: now, kind: "manifest_refused", message: String(reason.prefix(500))))
@@ -232,9 +242,9 @@ public actor AgentRuntime {
         installing = true
         defer { installing = false }
         if manifest.shadow == true {
-            await installShadow(manifest)
+            await installShadow(manifest, signed: signed)
         } else {
-            await install(manifest)
+            await install(manifest, signed: signed)
         }
         return nil
     }
@@ -288,7 +298,7 @@ public actor AgentRuntime {
         }
     }
 
-    private func install(_ manifest: DeploymentManifest) async {
+    private func install(_ manifest: DeploymentManifest, signed: SignedManifest) async {
         let installed = InstalledModel(name: manifest.model, version: manifest.version, sha256: manifest.sha256.lowercased(), sequence: manifest.sequence)
         logger.info("installing \(manifest.model) \(manifest.version) (sequence \(manifest.sequence))")
         let target = files.modelURL(sha256: installed.sha256)
@@ -305,6 +315,7 @@ public actor AgentRuntime {
             if next.active?.sha256 != installed.sha256 { next.previous = next.active }
             next.active = installed
             next.lastAcceptedSequence = manifest.sequence
+            next.lastAcceptedManifest = signed
             next.failedSequence = nil
             next.failedAt = nil
             next.probation = next.previous == nil ? nil
@@ -358,7 +369,7 @@ public actor AgentRuntime {
 
     /// Installs a model for shadow evaluation: same checks as an activation, but it only
     /// runs next to the active model and its results are never served.
-    private func installShadow(_ manifest: DeploymentManifest) async {
+    private func installShadow(_ manifest: DeploymentManifest, signed: SignedManifest) async {
         let installed = InstalledModel(name: manifest.model, version: manifest.version, sha256: manifest.sha256.lowercased(), sequence: manifest.sequence)
         let target = files.modelURL(sha256: installed.sha256)
         do {
@@ -371,6 +382,7 @@ public actor AgentRuntime {
             }
             state.shadow = installed
             state.lastAcceptedSequence = manifest.sequence
+            state.lastAcceptedManifest = signed
             try saveState()
             runner.setShadow(loaded)
             logger.info("shadow-evaluating \(manifest.model) \(manifest.version)")

@@ -56,6 +56,8 @@ struct Run: AsyncParsableCommand {
     var probationViolations = 3
     @Option(help: "PEM file of the private CA that issued the controller's HTTPS certificate; only it is trusted (env BITFLEET_CA_CERTIFICATE).")
     var caCertificate: String?
+    @Option(help: "Most differential-privacy epsilon this device releases over its life; once spent it keeps inferring but sends no more counts, and says so in its status (default: no limit).")
+    var epsilonBudget: Double?
     @Option(help: "Log level (trace ... error).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -85,6 +87,12 @@ struct Run: AsyncParsableCommand {
         limited.minFreeBytes = max(0, minFreeBytes)
         limited.chunkBytes = max(1024, chunkBytes)
         limited.caCertificatePath = caCertificate ?? environment("BITFLEET_CA_CERTIFICATE")
+        if let epsilonBudget {
+            guard epsilonBudget.isFinite, epsilonBudget >= 0 else {
+                throw ValidationError("--epsilon-budget must be a finite number >= 0, got \(epsilonBudget)")
+            }
+            limited.epsilonBudget = epsilonBudget
+        }
         if limited.caCertificatePath != nil, controllerURL.scheme != "https" {
             throw ValidationError("--ca-certificate is for an https:// controller, got \(controller)")
         }

@@ -216,10 +216,18 @@ struct RolloutService: Sendable {
         }
         let t = total ?? ShadowReport(sequence: 0, classes: 0)
         return ShadowSummary(samples: t.samples, agreements: t.agreements,
-                             agreement: t.samples > 0 ? Double(t.agreements) / Double(t.samples) : nil,
+                             agreement: Self.agreement(agreements: t.agreements, samples: t.samples),
                              meanConfidenceDelta: t.samples > 0 ? t.confidenceDeltaSum / Double(t.samples) : nil,
                              meanLatencyDeltaMs: t.samples > 0 ? t.latencyDeltaSumMs / Double(t.samples) : nil,
                              classes: t.classes, confusion: t.confusion)
+    }
+
+    /// Share of samples on which the models agreed. Noised counts (docs/PRIVACY.md) can be
+    /// negative, or agreements can exceed samples, so the share is clamped to 0...1, and
+    /// there is none until the samples are positive.
+    static func agreement(agreements: Int, samples: Int) -> Double? {
+        guard samples > 0 else { return nil }
+        return min(max(Double(agreements) / Double(samples), 0), 1)
     }
 
     func info(_ rollout: RolloutRecord) async throws -> RolloutInfo {

@@ -17,7 +17,8 @@ struct PrivacyEndToEndTests {
         try await eventually("the agent's windows arrive") {
             let metrics = try await fleet.admin.json("GET", "/api/v1/metrics?since=3600", as: MetricsSummary.self)
             entry = metrics.entries.first
-            return entry != nil && (try await agentStatus(fleet, name).bufferedWindows) == 0
+            guard entry != nil else { return false }
+            return try await agentStatus(fleet, name).bufferedWindows == 0
         }
         return entry!
     }

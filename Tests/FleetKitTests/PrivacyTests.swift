@@ -144,9 +144,9 @@ struct PrivacyTests {
         let n = 20_000
         var deviations: [Double] = []
         var latencyDeviations: [Double] = []
+        #expect(mechanism.protect(exact).privacy == "laplace epsilon=2.0")
         for _ in 0..<n {
             let noisy = mechanism.protect(exact)
-            #expect(noisy.privacy == "laplace epsilon=2.0")
             deviations.append(Double(noisy.samples - exact.samples))
             latencyDeviations.append((noisy.latencyDeltaSumMs - exact.latencyDeltaSumMs) / ShadowReport.latencyDeltaClampMs)
         }

@@ -152,12 +152,14 @@ final class AggregateBuffer: @unchecked Sendable {
         var mechanism = PrivacyMechanism(settings: settings, random: random)
         defer { random = mechanism.random }
         var spent = stored.epsilonSpent
+        /// Whether one more release fits the budget; if not, says so (also with nothing to send).
         func affordable() -> Bool {
             guard reason == nil else { return false }
             guard let budget, spent + cost > budget * (1 + 1e-9) else { return true }
             reason = "epsilon budget \(budget) spent (\(spent)): counts are kept on the device, not released"
             return false
         }
+        _ = affordable()
         var batch = Batch(windows: [], shadow: [])
         let closed = stored.windows.filter { $0.end <= now }.sorted { $0.start < $1.start }
         var releasedKeys: [(Date, String)] = []

@@ -66,4 +66,21 @@ struct AggregateBufferTests {
         let nothing = try restarted.release(now: start + 240, settings: settings, budget: nil)
         #expect(nothing.batch.windows.isEmpty && nothing.epsilonSpent == 1)
     }
+
+    @Test("an older agent's files (a bare array of windows, shadow.json) are read, and the epsilon it spent carries over")
+    func legacyFiles() throws {
+        let (files, url) = try Self.directory()
+        defer { try? FileManager.default.removeItem(at: url) }
+        var window = AggregateWindow(start: Date(timeIntervalSince1970: 600), end: Date(timeIntervalSince1970: 660), model: "m", version: "v", classes: 2)
+        window.record(predictedClass: 1, latencyMs: 1, confidence: 0.5)
+        var shadow = ShadowReport(sequence: 2, classes: 2)
+        shadow.record(activeClass: 0, shadowClass: 1, confidenceDelta: 0, latencyDeltaMs: 0)
+        try files.save([window], to: files.aggregatesURL)
+        try files.save([shadow], to: files.shadowStatsURL)
+        let buffer = AggregateBuffer(files: files, windowLength: 60, maxWindows: 10, legacyEpsilonSpent: 3)
+        #expect(buffer.snapshot == [window] && buffer.epsilonSpent == 3)
+        let release = try buffer.release(now: Date(timeIntervalSince1970: 700), settings: PrivacySettings(), budget: nil)
+        #expect(release.batch.windows == [window] && release.batch.shadow == [shadow])
+        #expect(!FileManager.default.fileExists(atPath: files.shadowStatsURL.path), "shadow.json now lives in aggregates.json")
+    }
 }

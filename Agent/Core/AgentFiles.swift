@@ -5,7 +5,9 @@ import Foundation
 /// The agent's data directory:
 /// - `identity.json` (0600): device id, credential, fleet id, pinned controller key;
 /// - `state.json`: active and previous model slots, last accepted sequence, unsent reports;
-/// - `aggregates.json`: buffered aggregate windows;
+/// - `aggregates.json`: raw aggregate windows and shadow counts, the released (noised) batch
+///   awaiting acknowledgement, and the epsilon spent (one file: a release and its charge
+///   are written together);
 /// - `models/<sha256>.bnn`: installed models; `downloads/<sha256>.part`: partial downloads.
 /// Every file is replaced atomically (temp file, fsync, rename).
 struct AgentFiles: Sendable {
@@ -71,7 +73,9 @@ struct AgentState: Codable, Sendable {
     var pendingEvents: [DeviceEvent] = []
     /// The fleet's privacy settings, as the controller last sent them.
     var privacy = PrivacySettings()
-    /// Differential-privacy epsilon spent on released windows so far.
+    /// Differential-privacy epsilon spent so far, as of the last successful heartbeat. The
+    /// authoritative ledger is aggregates.json (AggregateBuffer), written with each release;
+    /// this copy lets an older state file seed it.
     var epsilonSpent: Double = 0
     /// Signed issue time of the newest heartbeat reply accepted (controller time), for the
     /// replay window (`HeartbeatReplyVerifier.replayWindow`).

@@ -40,9 +40,10 @@ public actor AgentRuntime {
         transport = try configuration.caCertificatePath.map { try PinnedCATransport(caCertificateFile: $0) }
         files = try AgentFiles(configuration.dataDirectory)
         runner = ModelRunner(threads: configuration.threads)
-        aggregates = AggregateBuffer(files: files, windowLength: configuration.aggregateWindow, maxWindows: configuration.maxBufferedWindows)
         identity = try files.load(AgentIdentity.self, from: files.identityURL)
         state = try files.load(AgentState.self, from: files.stateURL) ?? AgentState()
+        aggregates = AggregateBuffer(files: files, windowLength: configuration.aggregateWindow, maxWindows: configuration.maxBufferedWindows,
+                                     legacyEpsilonSpent: state.epsilonSpent)
         heartbeatInterval = configuration.heartbeatInterval ?? 30
         pushURL = configuration.advertisedURL ?? ""
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -166,17 +167,24 @@ public actor AgentRuntime {
 
     func heartbeat() async throws {
         guard identity != nil else { return }
-        let windows = aggregates.closedWindows(now: now)
         let reports = Array(state.pendingReports.prefix(500))
         let events = Array(state.pendingEvents.prefix(100))
-        let shadowReports = aggregates.pendingShadow
-        // Privacy mechanisms run on a copy; the buffer keeps the exact windows until acknowledged.
-        var mechanism = PrivacyMechanism(settings: state.privacy, random: SystemRandomNumberGenerator())
-        let released = windows.map { mechanism.protect($0) }
-        let spent = state.epsilonSpent + (state.privacy.epsilon ?? 0) * Double(released.count)
+        // Noise is drawn once per window and persisted with its charge before it is sent;
+        // a retry (also after a restart) resends the same batch (AggregateBuffer.release).
+        let release: AggregateBuffer.Release
+        do {
+            release = try aggregates.release(now: now, settings: state.privacy, budget: configuration.epsilonBudget)
+        } catch {
+            logger.warning("cannot save the released aggregates, so none are sent: \(error)")
+            release = AggregateBuffer.Release(batch: AggregateBuffer.Batch(windows: [], shadow: []), epsilonSpent: aggregates.epsilonSpent,
+                                              withheld: "the released copy could not be saved (\(DiskSpace.describe(error, directory: files.root)))")
+        }
         var request = HeartbeatRequest(agentVersion: agentVersion, pushURL: pushURL, activeModel: state.active?.activeModel,
-                                       reports: reports, aggregates: released, events: events, shadow: shadowReports)
-        request.epsilonSpent = state.privacy.epsilon == nil && state.epsilonSpent == 0 ? nil : spent
+                                       reports: reports, aggregates: release.batch.windows, events: events, shadow: release.batch.shadow)
+        let accounting = state.privacy.epsilon != nil || release.epsilonSpent > 0 || configuration.epsilonBudget != nil
+        request.epsilonSpent = accounting ? release.epsilonSpent : nil
+        request.epsilonBudget = configuration.epsilonBudget
+        request.releasesWithheld = release.withheld
         let nonce = Secrets.randomToken(bytes: 16)
         request.nonce = nonce
         if resyncNeeded { request.acceptedManifest = state.lastAcceptedManifest }
@@ -186,10 +194,9 @@ public actor AgentRuntime {
         let (reply, signingKey) = try verifiedReply(response, nonce: nonce)
         if request.acceptedManifest != nil { resyncNeeded = false }
         state.lastReplyIssuedAt = max(reply.issuedAt, state.lastReplyIssuedAt ?? reply.issuedAt)
-        state.epsilonSpent = spent
+        state.epsilonSpent = release.epsilonSpent
         state.privacy = reply.privacy
-        aggregates.acknowledge(windows)
-        aggregates.acknowledgeShadow(shadowReports)
+        aggregates.acknowledge(release.batch)
         for sent in reports { if let index = state.pendingReports.firstIndex(of: sent) { state.pendingReports.remove(at: index) } }
         for sent in events { if let index = state.pendingEvents.firstIndex(of: sent) { state.pendingEvents.remove(at: index) } }
         // Best effort: on a full disk the heartbeat still follows key rotations and the
@@ -510,11 +517,17 @@ public actor AgentRuntime {
         public var lastAcceptedSequence: Int64
         public var bufferedWindows: Int
         public var pendingReports: Int
+        /// Epsilon charged for released noise so far, and this device's limit if it has one.
+        public var epsilonSpent: Double
+        public var epsilonBudget: Double?
+        /// Why the device holds its counts back (e.g. its budget is spent); nil: it releases.
+        public var releasesWithheld: String?
     }
 
     public func status() -> Status {
         Status(deviceID: identity?.deviceID, fleetID: identity?.fleetID, active: state.active?.activeModel, previous: state.previous?.activeModel,
-               shadow: state.shadow?.activeModel, lastAcceptedSequence: state.lastAcceptedSequence, bufferedWindows: aggregates.count, pendingReports: state.pendingReports.count)
+               shadow: state.shadow?.activeModel, lastAcceptedSequence: state.lastAcceptedSequence, bufferedWindows: aggregates.count, pendingReports: state.pendingReports.count,
+               epsilonSpent: aggregates.epsilonSpent, epsilonBudget: configuration.epsilonBudget, releasesWithheld: aggregates.releasesWithheld)
     }
 
     public func persistAggregates() { try? aggregates.persist() }

@@ -387,6 +387,8 @@ struct FleetService: Sendable {
         if !request.reports.isEmpty { fields.append("deployment reports: \(request.reports.count)") }
         if !request.events.isEmpty { fields.append("events: \(request.events.count)") }
         if !request.shadow.isEmpty { fields.append("shadow-evaluation counts: \(request.shadow.count)") }
+        if let budget = request.epsilonBudget { fields.append("epsilon budget: \(budget)") }
+        if let withheld = request.releasesWithheld { fields.append("counts withheld: \(String(withheld.prefix(300)))") }
         return UploadRecord(at: at, bytes: bytes, fields: fields, epsilonSpent: request.epsilonSpent)
     }
 

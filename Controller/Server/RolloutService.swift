@@ -217,6 +217,14 @@ struct RolloutService: Sendable {
         return ShadowGateWeighting.summary(of: reports, cap: cap)
     }
 
+    /// Share of samples on which the models agreed. Noised counts (docs/PRIVACY.md) can be
+    /// negative, or agreements can exceed samples, so the share is clamped to 0...1, and
+    /// there is none until the samples are positive.
+    static func agreement(agreements: Int, samples: Int) -> Double? {
+        guard samples > 0 else { return nil }
+        return min(max(Double(agreements) / Double(samples), 0), 1)
+    }
+
     func info(_ rollout: RolloutRecord) async throws -> RolloutInfo {
         guard let deployment = try await store.deployment(id: rollout.deploymentID) else {
             throw APIError(.internalServerError, "internal", "rollout \(rollout.id!) lost its deployment")

@@ -25,6 +25,9 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
     public var privacy: String?
     /// Classes whose count was below the fleet's minimum and is withheld (sent as 0).
     public var suppressedClasses: [Int]?
+    /// With suppression of exact counts: the withheld classes' inferences together, itself
+    /// 0 or at least the minimum, so `inferences` is the sum of the released parts.
+    public var suppressedCount: Int?
 
     public init(start: Date, end: Date, model: String, version: String, classes: Int) {
         self.start = start
@@ -86,6 +89,7 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
             && classCounts.count <= 100_000 && latencyHistogram.count == Self.latencyBucketsMs.count + 1
             && confidenceHistogram.count == Self.confidenceBuckets && start <= end && model.count <= 256 && version.count <= 256
             && (privacy?.count ?? 0) <= 200 && (suppressedClasses?.count ?? 0) <= classCounts.count
+            && (suppressedCount.map { $0 >= 0 && $0 < 1 << 40 } ?? true)
     }
 }
 

@@ -52,12 +52,17 @@ struct HostileDeviceTests {
         return report
     }
 
-    @Test("two shadow reports near Int.max in one heartbeat are refused; the controller and the rollout evaluation keep running")
+    @Test("shadow reports near Int.max or 2^40 in one heartbeat are refused; the controller and the rollout evaluation keep running")
     func overflowingShadowReports() async throws {
         let harness = try ServiceHarness()
         let (rollouts, info, devices) = try await shadowRollout(harness)
+        // Beyond the format's bound for any count (2^40): the whole heartbeat is malformed.
         let huge = report(sequence: info.sequence, samples: Int.max - 1, agreements: Int.max - 1)
-        _ = try await harness.service.heartbeat(device: devices[0], beat(shadow: [huge, huge]), bytes: 100)
+        let malformed = await #expect(throws: APIError.self) { _ = try await harness.service.heartbeat(device: devices[0], beat(shadow: [huge, huge]), bytes: 100) }
+        #expect(malformed?.code == "invalid_shadow")
+        // Within the format, far beyond what the device can have run: refused one by one.
+        let large = report(sequence: info.sequence, samples: (1 << 40) - 1, agreements: (1 << 40) - 1)
+        _ = try await harness.service.heartbeat(device: devices[0], beat(shadow: [large, large]), bytes: 100)
         #expect(try await harness.store.shadowStats(deploymentID: info.deploymentID).isEmpty, "nothing of it is stored")
         let events = try await harness.store.events(deviceID: devices[0].id, limit: 10)
         #expect(events.filter { $0.kind == "refused_shadow" }.count == 2)

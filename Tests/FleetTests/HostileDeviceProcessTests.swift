@@ -41,8 +41,14 @@ struct HostileDeviceProcessTests {
             ["deploy", "model", "v2", "--shadow", "--min-agreement", "90%", "--shadow-samples", "20", "--json"]).utf8))
 
         // Two reports near Int.max in one heartbeat: their sum trapped the controller.
+        // Now refused whole as malformed (beyond 2^40), and when in the format but
+        // impossible, report by report.
         let huge = shadow(rollout.sequence, samples: Int.max - 1, agreements: Int.max - 1)
-        _ = try await hostile.json("POST", "/api/v1/heartbeat", body: beat(shadow: [huge, huge]), as: HeartbeatResponse.self)
+        let (_, refusedWhole) = try await hostile.send("POST", "/api/v1/heartbeat", body: try FleetJSON.encoder.encode(beat(shadow: [huge, huge])),
+                                                        acceptStatuses: [400])
+        #expect(refusedWhole.statusCode == 400)
+        let large = shadow(rollout.sequence, samples: (1 << 40) - 1, agreements: (1 << 40) - 1)
+        _ = try await hostile.json("POST", "/api/v1/heartbeat", body: beat(shadow: [large, large]), as: HeartbeatResponse.self)
         // In range, plausible for a device enrolled seconds ago, and all agreeing.
         _ = try await hostile.json("POST", "/api/v1/heartbeat", body: beat(shadow: [shadow(rollout.sequence, samples: 100_000, agreements: 100_000)]),
                                    as: HeartbeatResponse.self)

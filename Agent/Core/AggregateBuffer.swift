@@ -172,7 +172,9 @@ final class AggregateBuffer: @unchecked Sendable {
         var releasedShadow: Set<Int64> = []
         for report in stored.shadow.sorted(by: { $0.sequence < $1.sequence }) where report.samples > 0 {
             guard affordable() else { break }
-            batch.shadow.append(mechanism.protect(report))
+            var released = mechanism.protect(report)
+            released.releaseID = Secrets.randomToken(bytes: 12)
+            batch.shadow.append(released)
             releasedShadow.insert(report.sequence)
             spent += cost
         }

@@ -228,6 +228,9 @@ public struct ShadowReport: Codable, Sendable, Equatable {
     public var privacy: String?
     /// Confusion cells withheld under the fleet's minimum count (sent as 0).
     public var suppressedCells: [Int]?
+    /// Random id of this release, drawn with its noise and resent with it: the controller
+    /// adds a report once however often a lost reply makes the agent send it.
+    public var releaseID: String?
 
     /// Each sample's latency difference counts at most this much (ms) either way, so one
     /// inference has a bounded effect on the sum and the noise can be calibrated to it.
@@ -270,7 +273,7 @@ public struct ShadowReport: Codable, Sendable, Equatable {
         return (noisy || exactShape) && counts.allSatisfy { abs($0) < 1 << 40 } && classes >= 0 && classes <= 10_000
             && confusion.count == classes * classes
             && confidenceDeltaSum.isFinite && latencyDeltaSumMs.isFinite
-            && (privacy?.count ?? 0) <= 200 && (suppressedCells?.count ?? 0) <= confusion.count
+            && (privacy?.count ?? 0) <= 200 && (suppressedCells?.count ?? 0) <= confusion.count && (releaseID?.count ?? 0) <= 64
     }
 }
 

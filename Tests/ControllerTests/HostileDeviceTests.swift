@@ -111,6 +111,20 @@ struct HostileDeviceTests {
         #expect(after.state == .halted, "the stage's agreement is 14 of 30, below 90 %")
     }
 
+    @Test("a shadow report resent after a lost reply (same release id) is added once; a new release is added")
+    func shadowResendIsIdempotent() async throws {
+        let harness = try ServiceHarness()
+        let (_, info, devices) = try await shadowRollout(harness)
+        var first = report(sequence: info.sequence, samples: 10, agreements: 7)
+        first.releaseID = "r1"
+        for _ in 0..<3 { _ = try await harness.service.heartbeat(device: devices[0], beat(shadow: [first]), bytes: 100) }
+        var second = report(sequence: info.sequence, samples: 5, agreements: 5)
+        second.releaseID = "r2"
+        _ = try await harness.service.heartbeat(device: devices[0], beat(shadow: [second, first]), bytes: 100)
+        let stored = try #require(try await harness.store.shadowStats(deploymentID: info.deploymentID).first?.report)
+        #expect(stored.samples == 15 && stored.agreements == 12)
+    }
+
     @Test("aggregate windows with impossible counts are refused one by one, the rest of the heartbeat is applied")
     func implausibleWindows() async throws {
         let harness = try ServiceHarness()

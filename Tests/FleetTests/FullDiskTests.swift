@@ -76,7 +76,10 @@ struct FullDiskTests {
         // Runs after the fleet's processes are stopped (defers run in reverse order).
         defer { _ = run("/bin/umount", ["-l", mountPoint.path]) }
         defer { fleet.shutdown() }
-        fleet.controllerFlags = ["--min-free-bytes", "0"]
+        // The proxy holds the upload while the disk fills, which can take seconds on a busy
+        // machine: longer than the default 2 s idle timeout, after which the controller
+        // closed the connection with no answer.
+        fleet.controllerFlags = ["--min-free-bytes", "0", "--idle-timeout", "60"]
         try fleet.startController()
         try fleet.startAgent("t", token: try await fleet.enrollmentToken())
         let cnn = try Data(contentsOf: sampleModels.appendingPathComponent("bnn-cnn.bnn"))

@@ -39,9 +39,18 @@ struct SequenceResyncTests {
         // The restored controller issues sequence 1 again; the agent accepted 2.
         let reissued = try FleetJSON.decoder.decode(DeploymentInfo.self, from: Data(try fleet.fleetctl(["deploy", "model", "v1", "--json"]).utf8))
         #expect(reissued.sequence == 1)
-        try await eventually("the agent runs v1 under a sequence above the one it accepted", timeout: 60) {
-            let device = try await fleet.device(named: "a")
-            return device?.activeModel?.version == "v1" && (device?.activeModel?.sequence ?? 0) > 2
+        do {
+            try await eventually("the agent runs v1 under a sequence above the one it accepted", timeout: 90) {
+                let device = try await fleet.device(named: "a")
+                return device?.activeModel?.version == "v1" && (device?.activeModel?.sequence ?? 0) > 2
+            }
+        } catch {
+            // What the agent and controller saw, for a failure on a busy machine.
+            let deviceID = try await fleet.device(named: "a")?.id ?? "?"
+            let events = (try? await fleet.admin.json("GET", "/api/v1/devices/\(deviceID)/events", as: [DeviceEvent].self)) ?? []
+            let deployments = (try? await fleet.admin.json("GET", "/api/v1/deployments", as: [DeploymentInfo].self)) ?? []
+            print("resync failed; events: \(events.map { "\($0.kind): \($0.message)" })\ndeployments: \(deployments.map { ($0.sequence, $0.version, $0.counts) })\nagent log:\n\(fleet.agents["a"]?.output.suffix(3000) ?? "")")
+            throw error
         }
         let deployments = try await fleet.admin.json("GET", "/api/v1/deployments", as: [DeploymentInfo].self)
         #expect(deployments.contains { $0.sequence == 3 && $0.createdBy.hasPrefix("resync") }, "\(deployments.map { ($0.sequence, $0.createdBy) })")

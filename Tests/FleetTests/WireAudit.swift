@@ -20,6 +20,10 @@ enum WireAudit {
             ".aggregates[].confidenceHistogram", ".aggregates[].privacy", ".aggregates[].suppressedClasses", ".aggregates[].suppressedCount",
             ".shadow", ".shadow[].sequence", ".shadow[].samples", ".shadow[].agreements", ".shadow[].confusion", ".shadow[].classes",
             ".shadow[].confidenceDeltaSum", ".shadow[].latencyDeltaSumMs", ".shadow[].privacy", ".shadow[].suppressedCells",
+            ".shadow[].releaseID",
+            // Protocol, not data: the reply's freshness nonce, and the controller's own signed
+            // manifest sent back when it lost deployments (SequenceResync).
+            ".nonce", ".acceptedManifest", ".acceptedManifest.payload", ".acceptedManifest.signature",
         ],
     ]
 

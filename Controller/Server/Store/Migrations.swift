@@ -179,6 +179,11 @@ enum Migrations {
             }
             try db.create(index: "deviceEvent_received", on: "deviceEvent", columns: ["receivedAt"])
         }
+        migrator.registerMigration("v10: idempotent shadow reports") { db in
+            try db.alter(table: "shadowStat") { t in
+                t.add(column: "releaseIDsJSON", .text).notNull().defaults(to: "[]")
+            }
+        }
         return migrator
     }
 }

@@ -137,6 +137,10 @@ struct ShadowStatRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
     var deploymentID: Int64
     var deviceID: String
     var reportJSON: String
+    /// Release ids already added (newest last, bounded): a resent report is not added twice.
+    var releaseIDsJSON: String = "[]"
+
+    var releaseIDs: [String] { (try? JSONDecoder().decode([String].self, from: Data(releaseIDsJSON.utf8))) ?? [] }
 
     var report: ShadowReport? { try? JSONDecoder().decode(ShadowReport.self, from: Data(reportJSON.utf8)) }
 }

@@ -157,12 +157,21 @@ final class SQLiteFleetStore: FleetStore {
             guard let deployment = try DeploymentRecord.filter(Column("sequence") == report.sequence).fetchOne(db), deployment.shadow,
                   try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID]) != nil else { return }
             var total = report
-            if let existing = try ShadowStatRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID])?.report {
+            let stored = try ShadowStatRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID])
+            var releases = stored?.releaseIDs ?? []
+            // A report resent after a lost reply carries the same release id: added once.
+            if let id = report.releaseID {
+                guard !releases.contains(id) else { return }
+                releases = Array((releases + [id]).suffix(256))
+            }
+            if let existing = stored?.report {
                 total = existing
                 total.merge(report)
             }
+            total.releaseID = nil
             try ShadowStatRecord(deploymentID: deployment.id!, deviceID: deviceID,
-                                 reportJSON: String(decoding: try JSONEncoder().encode(total), as: UTF8.self)).save(db)
+                                 reportJSON: String(decoding: try JSONEncoder().encode(total), as: UTF8.self),
+                                 releaseIDsJSON: String(decoding: try JSONEncoder().encode(releases), as: UTF8.self)).save(db)
         }
     }
 

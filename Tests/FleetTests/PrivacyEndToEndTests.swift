@@ -15,10 +15,14 @@ struct PrivacyEndToEndTests {
     static func delivered(_ fleet: TestFleet, _ name: String) async throws -> MetricsSummary.Entry {
         var entry: MetricsSummary.Entry?
         try await eventually("the agent's windows arrive") {
+            // A consistent snapshot: nothing buffered and nothing released (epsilon unchanged)
+            // between the two status reads around the controller's totals.
+            let before = try await agentStatus(fleet, name)
             let metrics = try await fleet.admin.json("GET", "/api/v1/metrics?since=3600", as: MetricsSummary.self)
+            let after = try await agentStatus(fleet, name)
             entry = metrics.entries.first
             guard entry != nil else { return false }
-            return try await agentStatus(fleet, name).bufferedWindows == 0
+            return before.bufferedWindows == 0 && after.bufferedWindows == 0 && before.epsilonSpent == after.epsilonSpent
         }
         return entry!
     }

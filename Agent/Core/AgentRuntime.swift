@@ -70,6 +70,7 @@ public actor AgentRuntime {
                 revertProbation(reason: "the agent restarted \(probation.starts) times during the new model's probation")
             }
         }
+        var unusable: (model: InstalledModel, error: String)?
         for (slot, model) in [("active", state.active), ("previous", state.previous)] {
             guard let model else { continue }
             do {
@@ -79,6 +80,13 @@ public actor AgentRuntime {
                     logger.warning("active model unusable; reverted to the previous slot \(model.name) \(model.version)")
                     state.active = model
                     state.previous = nil
+                    // The controller must not go on believing the unusable model runs: its
+                    // deployment is reported failed (queued, sent with the next heartbeat,
+                    // which also carries the model that now runs).
+                    if let unusable {
+                        enqueue(Self.makeReport(unusable.model.sequence, .failed,
+                                                "reverted to \(model.version) by the device: the installed model cannot be loaded: \(unusable.error)"))
+                    }
                     try? saveState()
                 }
                 logger.info("serving \(model.name) \(model.version) (sequence \(model.sequence))")
@@ -88,6 +96,7 @@ public actor AgentRuntime {
                 return
             } catch {
                 logger.error("cannot load \(slot) model \(model.name) \(model.version): \(error)")
+                if slot == "active" { unusable = (model, "\(error)") }
             }
         }
     }

@@ -15,10 +15,17 @@ struct AgentRequestContext: RequestContext, RemoteAddressRequestContext {
 
     var maxUploadSize: Int { 16 << 20 }
 
-    var isLoopback: Bool {
-        switch remoteAddress {
-        case .v4(let address)?: return address.host.hasPrefix("127.")
-        case .v6(let address)?: return address.host == "::1"
+    var isLoopback: Bool { Self.isLoopback(remoteAddress) }
+
+    /// Whether a peer is on this machine: 127.0.0.0/8, ::1 (or 127/8 mapped into IPv6 on a
+    /// dual-stack listener) or a Unix socket. Anything else, an unknown peer included, is
+    /// refused local inference. Decided on the numeric address, not on a host name.
+    static func isLoopback(_ address: SocketAddress?) -> Bool {
+        switch address {
+        case .v4?: return address?.ipAddress?.hasPrefix("127.") == true
+        case .v6?:
+            guard let ip = address?.ipAddress?.lowercased() else { return false }
+            return ip == "::1" || ip.hasPrefix("::ffff:127.")
         case .unixDomainSocket?: return true
         default: return false
         }

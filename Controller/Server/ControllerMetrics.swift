@@ -14,6 +14,9 @@ final class ControllerMetrics: Sendable {
     let pushesFailed: Counter
     let heartbeatDuration: DurationHistogram
     let blobRequestsShed: Counter
+    /// Ed25519 signatures of manifests: each (device, deployment) is signed once and then
+    /// served from `HeartbeatCaches`, so this grows with deployments, not with heartbeats.
+    let manifestsSigned: Counter
     private static let latencyBuckets: [Duration] = [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
                                                      .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
                                                      .milliseconds(500), .seconds(1), .seconds(5)]
@@ -26,6 +29,7 @@ final class ControllerMetrics: Sendable {
                                             labels: [("result", "failed")])
         blobRequestsShed = registry.makeCounter(descriptor: Self.name("blob_requests_shed", "total",
                                                                               "Blob requests answered 503 because the download queue was full"))
+        manifestsSigned = registry.makeCounter(descriptor: Self.name("manifests_signed", "total", "Manifests signed (once per device and deployment)"))
         heartbeatDuration = registry.makeDurationHistogram(descriptor: Self.name("heartbeat_db", "seconds", "Database time spent on one heartbeat"),
                                                            buckets: Self.latencyBuckets)
     }

@@ -17,6 +17,9 @@ struct FleetService: Sendable {
     let metrics = ControllerMetrics()
     let caches = HeartbeatCaches()
     var transfers = TransferLimiter(permits: 32, queueLimit: 32)
+    /// Makes the id of a newly enrolled device. Stage membership hashes the id, so tests
+    /// inject seeded ids to make which device is a canary reproducible.
+    var makeDeviceID: @Sendable () -> String = { "dev_" + Secrets.randomToken(bytes: 9) }
 
     // MARK: Registry
 
@@ -109,7 +112,7 @@ struct FleetService: Sendable {
     }
 
     func enroll(_ request: EnrollRequest) async throws -> EnrollResponse {
-        let deviceID = "dev_" + Secrets.randomToken(bytes: 9)
+        let deviceID = makeDeviceID()
         // Validate before the one-time token is used up, so a typo does not burn it.
         guard (1...100).contains(request.name.count) else {
             throw APIError(.badRequest, "invalid_name", "device name must be 1-100 characters")
@@ -219,7 +222,8 @@ struct FleetService: Sendable {
     }
 
     func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord) throws -> SignedManifest {
-        try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
+        metrics.manifestsSigned.increment()
+        return try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
                                            version: model.version, sha256: model.sha256, size: model.size,
                                            issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)",
                                            shadow: deployment.shadow ? true : nil))

@@ -133,6 +133,11 @@ struct AgentCrashTests {
             #expect(servesAKnownVersion, "\(context): serves \(served.version), state says \(active.version)")
             try await converge(to: target, sequence: sequence, context: context)
         }
+        // The throttle exists so that random kills land inside a download; a change that
+        // made every download finish first would leave resume-after-crash untested.
+        let midDownload = landed["mid-download", default: 0]
+        #expect(randomKills == 0 || midDownload >= max(1, randomKills / 5),
+                "only \(midDownload) of \(randomKills) random kills landed mid-download: \(landed)")
         let seconds = Int(Date().timeIntervalSince(started))
         print("agent crash consistency: \(plan.count) crashes (\(plan.count - randomKills) at fail points, \(randomKills) random kills "
               + "after 0-700 ms: \(landed.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))) in \(seconds) s")

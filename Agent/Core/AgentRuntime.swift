@@ -81,13 +81,16 @@ public actor AgentRuntime {
                     state.active = model
                     state.previous = nil
                     // The controller must not go on believing the unusable model runs: its
-                    // deployment is reported failed (queued, sent with the next heartbeat,
-                    // which also carries the model that now runs).
+                    // deployment is reported failed, queued durably and sent at once (as a
+                    // probation revert is), so the next heartbeat's older model is taken.
+                    var failure: DeploymentReport?
                     if let unusable {
-                        enqueue(Self.makeReport(unusable.model.sequence, .failed,
-                                                "reverted to \(model.version) by the device: the installed model cannot be loaded: \(unusable.error)"))
+                        failure = Self.makeReport(unusable.model.sequence, .failed,
+                                                  "reverted to \(model.version) by the device: the installed model cannot be loaded: \(unusable.error)")
+                        enqueue(failure!)
                     }
                     try? saveState()
+                    if let failure { Task { await self.send(failure) } }
                 }
                 logger.info("serving \(model.name) \(model.version) (sequence \(model.sequence))")
                 if let shadow = state.shadow, let shadowLoaded = try? runner.prepare(shadow, file: files.modelURL(sha256: shadow.sha256)) {

@@ -224,9 +224,9 @@ struct FleetService: Sendable {
     func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord) throws -> SignedManifest {
         metrics.manifestsSigned.increment()
         return try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
-                                           version: model.version, sha256: model.sha256, size: model.size,
-                                           issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)",
-                                           shadow: deployment.shadow ? true : nil))
+                                                  version: model.version, sha256: model.sha256, size: model.size,
+                                                  issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)",
+                                                  shadow: deployment.shadow ? true : nil))
     }
 
     // MARK: Deployments

@@ -29,8 +29,10 @@ trap finish EXIT
 
 export BITFLEET_DEMO_BIN="$BIN" BITFLEET_DEMO_DATA="$DATA/demo"
 # First run, interactive mode (runs until Ctrl-C), in its own process group as a terminal's
-# foreground job is.
-setsid "$ROOT/Deploy/demo.sh" --reset --agents 2 --port "$PORT" > "$DATA/first.log" 2>&1 < /dev/null &
+# foreground job is. Bash starts `&` jobs of a script with SIGINT ignored, and an ignored
+# signal cannot be trapped, so the demo is started through Python with SIGINT restored.
+python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$ROOT/Deploy/demo.sh" --reset --agents 2 --port "$PORT" > "$DATA/first.log" 2>&1 < /dev/null &
 demo=$!
 for _ in $(seq 1 300); do
     grep -q "press Ctrl-C to stop every process" "$DATA/first.log" && break
@@ -47,6 +49,7 @@ kill -INT -- "-$demo"  # what Ctrl-C does: SIGINT to the whole foreground proces
 for _ in $(seq 1 40); do kill -0 "$demo" 2>/dev/null || break; sleep 0.25; done
 wait "$demo"; status=$?
 check "Ctrl-C ends the demo (exit status $status)" test "$status" -eq 130
+check "the demo's own cleanup ran (it stops what it started, whatever they do with SIGINT)" grep -q "stopping 3 processes" "$DATA/first.log"
 sleep 0.5
 left=$(ours)
 check "Ctrl-C stopped every process the demo started${left:+ (left: $left)}" test -z "$left"

@@ -177,6 +177,7 @@ struct RolloutRuleTests {
         try await fleet.rollouts.tick()
         #expect(try await stored(fleet, rollout).state == RolloutState.running.rawValue, "one device still pending")
         #expect(try await fleet.service.revokeDevice(id: Known.at42_5))
+        fleet.clock.advance(1)  // (times are stored to the millisecond, possibly rounded up)
         try await fleet.rollouts.tick()
         #expect(try await stored(fleet, rollout).state == RolloutState.completed.rawValue)
     }

@@ -69,6 +69,7 @@ struct UnreachableDeviceTests {
             #expect(try await harness.store.deviceDeployment(deploymentID: deployment.id, deviceID: device)?.pushAttempts == attempt)
             clock.advance(delay + 0.01)  // ...and retried once it has come
         }
+        #expect(harness.manifestsSigned() == 1, "every attempt sends the one manifest signed for this device and deployment")
     }
 
     @Test("a device stuck in notified, downloading or installed and silent for --unreachable-after fails; one that heartbeats does not")

@@ -144,6 +144,8 @@ let package = Package(
                 // TLS handshakes driven directly (TLSTests).
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // Peer addresses for the agent's loopback-only check (AgentLocalOnlyTests).
+                .product(name: "NIOCore", package: "swift-nio"),
                 // Read-only PRAGMA integrity_check of a killed controller's database.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -9,6 +9,8 @@
 #   ./Deploy/demo.sh --agents 5   number of agents (default 3)
 #
 # State lives in ./demo-data (controller database, keys, agent data); running again reuses it.
+# BITFLEET_DEMO_DATA=DIR keeps it elsewhere; BITFLEET_DEMO_BIN=DIR runs binaries already
+# built there instead of building release ones (Tests/Demo/demo_interrupt_test.sh does both).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$BITFLEET_ROOT"
@@ -26,15 +28,19 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-require_swift
 require_system_packages
-log "building BitFleet in release mode (the first build takes several minutes)"
-swift build -c release --product fleet-controller
-swift build -c release --product fleet-agent
-swift build -c release --product fleetctl
-BIN=$(swift build -c release --show-bin-path)
+if [ -n "${BITFLEET_DEMO_BIN:-}" ]; then
+    BIN=$BITFLEET_DEMO_BIN
+else
+    require_swift
+    log "building BitFleet in release mode (the first build takes several minutes)"
+    swift build -c release --product fleet-controller
+    swift build -c release --product fleet-agent
+    swift build -c release --product fleetctl
+    BIN=$(swift build -c release --show-bin-path)
+fi
 
-DATA="$BITFLEET_ROOT/demo-data"
+DATA="${BITFLEET_DEMO_DATA:-$BITFLEET_ROOT/demo-data}"
 if [ "$RESET" -eq 1 ]; then log "removing $DATA"; rm -rf "$DATA"; fi
 mkdir -p "$DATA"
 

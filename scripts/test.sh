@@ -2,7 +2,8 @@
 # Runs every BitFleet test: installs what is missing, checks that the committed ONNX
 # fixtures still match a freshly installed ONNX Runtime, checks every C kernel against its
 # scalar reference natively and on aarch64 under qemu (scripts/test-kernels.sh), runs
-# `swift test`, then drives the dashboard in headless Chromium (Tests/Browser/dashboard_test.py).
+# `swift test`, then drives the dashboard in headless Chromium (Tests/Browser/dashboard_test.py)
+# and checks that Ctrl-C stops the demo and a rerun reuses its state (Tests/Demo/).
 #
 #   ./scripts/test.sh            all tests
 #   ./scripts/test.sh --filter X only Swift tests matching X (fixture check skipped)
@@ -34,4 +35,6 @@ swift test --skip-build "$@"
 if [ $# -eq 0 ]; then
     log "driving the dashboard in headless Chromium"
     "$BITFLEET_PYTHON" Tests/Browser/dashboard_test.py --bin "$(swift build --show-bin-path)"
+    log "interrupting the demo and running it again on its state"
+    Tests/Demo/demo_interrupt_test.sh "$(swift build --show-bin-path)"
 fi

@@ -77,6 +77,7 @@ public actor AgentRuntime {
                 revertProbation(reason: "the agent restarted \(probation.starts) times during the new model's probation")
             }
         }
+        var unusable: (model: InstalledModel, error: String)?
         for (slot, model) in [("active", state.active), ("previous", state.previous)] {
             guard let model else { continue }
             do {
@@ -86,7 +87,17 @@ public actor AgentRuntime {
                     logger.warning("active model unusable; reverted to the previous slot \(model.name) \(model.version)")
                     state.active = model
                     state.previous = nil
+                    // The controller must not go on believing the unusable model runs: its
+                    // deployment is reported failed, queued durably and sent at once (as a
+                    // probation revert is), so the next heartbeat's older model is taken.
+                    var failure: DeploymentReport?
+                    if let unusable {
+                        failure = Self.makeReport(unusable.model.sequence, .failed,
+                                                  "reverted to \(model.version) by the device: the installed model cannot be loaded: \(unusable.error)")
+                        enqueue(failure!)
+                    }
                     try? saveState()
+                    if let failure { Task { await self.send(failure) } }
                 }
                 logger.info("serving \(model.name) \(model.version) (sequence \(model.sequence))")
                 if let shadow = state.shadow, let shadowLoaded = try? runner.prepare(shadow, file: files.modelURL(sha256: shadow.sha256)) {
@@ -95,6 +106,7 @@ public actor AgentRuntime {
                 return
             } catch {
                 logger.error("cannot load \(slot) model \(model.name) \(model.version): \(error)")
+                if slot == "active" { unusable = (model, "\(error)") }
             }
         }
     }

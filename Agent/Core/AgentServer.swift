@@ -15,16 +15,18 @@ struct AgentRequestContext: RequestContext, RemoteAddressRequestContext {
 
     var maxUploadSize: Int { 16 << 20 }
 
-    var isLoopback: Bool { LoopbackAddress.contains(remoteAddress) }
+    var isLoopback: Bool { Self.isLoopback(remoteAddress) }
+
+    static func isLoopback(_ address: SocketAddress?) -> Bool { LoopbackAddress.contains(address) }
 }
 
 /// Whether a peer is on this machine: 127.0.0.0/8, ::1, an IPv4-mapped 127.x (::ffff:127.x)
-/// or a Unix socket. Everything else, including this host's own LAN address, is remote.
+/// or a Unix socket. Everything else, this host's own LAN address and an unknown peer
+/// included, is remote. Decided on the numeric address, never on a host name.
 public enum LoopbackAddress {
     public static func contains(_ address: SocketAddress?) -> Bool {
         switch address {
-        case .v4(let v4)?: return isLoopback(host: v4.host)
-        case .v6(let v6)?: return isLoopback(host: v6.host)
+        case .v4?, .v6?: return address?.ipAddress.map(isLoopback(host:)) ?? false
         case .unixDomainSocket?: return true
         default: return false
         }

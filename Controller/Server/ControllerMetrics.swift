@@ -18,6 +18,9 @@ final class ControllerMetrics: Sendable {
     let refusedCounts: Counter
     /// Devices that proved a sequence above the controller's counter (SequenceResync).
     let sequenceResyncs: Counter
+    /// Ed25519 signatures of manifests: each (device, deployment) is signed once and then
+    /// served from `HeartbeatCaches`, so this grows with deployments, not with heartbeats.
+    let manifestsSigned: Counter
     private static let latencyBuckets: [Duration] = [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
                                                      .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
                                                      .milliseconds(500), .seconds(1), .seconds(5)]
@@ -34,6 +37,7 @@ final class ControllerMetrics: Sendable {
                                                                    "Aggregate windows and shadow reports refused as implausible"))
         sequenceResyncs = registry.makeCounter(descriptor: Self.name("sequence_resyncs", "total",
                                                                      "Devices that had accepted a manifest sequence above the controller's counter"))
+        manifestsSigned = registry.makeCounter(descriptor: Self.name("manifests_signed", "total", "Manifests signed (once per device and deployment)"))
         heartbeatDuration = registry.makeDurationHistogram(descriptor: Self.name("heartbeat_db", "seconds", "Database time spent on one heartbeat"),
                                                            buckets: Self.latencyBuckets)
     }

@@ -20,6 +20,9 @@ struct FleetService: Sendable {
     let caches = HeartbeatCaches()
     let ingest = DeviceIngestLimiter()
     var transfers = TransferLimiter(permits: 32, queueLimit: 32)
+    /// Makes the id of a newly enrolled device. Stage membership hashes the id, so tests
+    /// inject seeded ids to make which device is a canary reproducible.
+    var makeDeviceID: @Sendable () -> String = { "dev_" + Secrets.randomToken(bytes: 9) }
 
     // MARK: Registry
 
@@ -114,7 +117,7 @@ struct FleetService: Sendable {
     }
 
     func enroll(_ request: EnrollRequest) async throws -> EnrollResponse {
-        let deviceID = "dev_" + Secrets.randomToken(bytes: 9)
+        let deviceID = makeDeviceID()
         // Validate before the one-time token is used up, so a typo does not burn it.
         guard (1...100).contains(request.name.count) else {
             throw APIError(.badRequest, "invalid_name", "device name must be 1-100 characters")
@@ -303,10 +306,11 @@ struct FleetService: Sendable {
     }
 
     func manifest(for deviceID: String, deployment: DeploymentRecord, model: ModelRecord, signer: ManifestSigner) throws -> SignedManifest {
-        try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
-                                           version: model.version, sha256: model.sha256, size: model.size,
-                                           issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)",
-                                           shadow: deployment.shadow ? true : nil))
+        metrics.manifestsSigned.increment()
+        return try signer.sign(DeploymentManifest(fleetID: fleetID, deviceID: deviceID, sequence: deployment.sequence, model: model.name,
+                                                  version: model.version, sha256: model.sha256, size: model.size,
+                                                  issuedAt: deployment.createdAt, blobPath: "/api/v1/blobs/\(model.sha256)",
+                                                  shadow: deployment.shadow ? true : nil))
     }
 
     // MARK: Deployments

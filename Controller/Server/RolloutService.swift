@@ -111,7 +111,9 @@ struct RolloutService: Sendable {
             return
         }
         let successShare = stageDevices.isEmpty ? 1 : Double(active) / Double(stageDevices.count)
-        let soaked = now.timeIntervalSince(rollout.stageStartedAt) >= rollout.soakSeconds
+        // Stages with no device so far have nothing to watch: they pass at once (a small
+        // fleet's 5% stage), without waiting for the soak.
+        let soaked = stageDevices.isEmpty || now.timeIntervalSince(rollout.stageStartedAt) >= rollout.soakSeconds
         if let gate = rollout.shadowGate {
             // Shadow gate: enough samples from the devices so far, and enough agreement.
             let summary = try await shadowSummary(rollout, devices: Set(stageDevices))

@@ -51,7 +51,8 @@ struct NetworkTests {
     @Test("wrong input sizes are refused with a clear error")
     func wrongInput() throws {
         let session = try InferenceSession(model: SyntheticModels.biRealNet18(inputSize: 32, classes: 10))
-        #expect(throws: InferenceError.self) { try session.run([1, 2, 3]) }
+        let error = #expect(throws: InferenceError.self) { try session.run([1, 2, 3]) }
+        #expect(error?.description.hasPrefix("input has 3 values, the model takes 3072 ([1, 3, 32, 32] ") == true, "\(String(describing: error))")
     }
 }
 

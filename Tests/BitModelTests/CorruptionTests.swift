@@ -22,7 +22,10 @@ struct CorruptionTests {
 
     @Test("every truncation is reported as such")
     func truncation() {
-        for length in stride(from: 0, to: valid.count, by: 7) {
+        // Every length, not a sample: a reader that trusted one field would accept just the
+        // prefixes ending inside it. The sample model is small enough to read them all.
+        #expect(valid.count > 1000, "a model with every section")
+        for length in 0..<valid.count {
             let error = readError(valid.prefix(length))
             #expect(error != nil, "prefix of \(length) bytes was accepted")
             if length >= 16, let error { #expect(error.code == .truncated, "\(length): \(error)") }

@@ -12,6 +12,7 @@ printed. Prints "N passed, M failed" and exits non-zero on failure.
 """
 import argparse
 import base64
+import http.client
 import json
 import os
 import re
@@ -120,8 +121,17 @@ class Browser:
         return result.get("result", {}).get("value")
 
     def open(self, url, path_prefix):
+        """Navigates and waits for the page; a page that never arrives is a failed check."""
         self.call("Page.navigate", url=url)
-        self.wait(f"document.readyState === 'complete' && location.pathname.startsWith({json.dumps(path_prefix)})")
+        loaded = self.wait(f"document.readyState === 'complete' && location.pathname.startsWith({json.dumps(path_prefix)})")
+        if not loaded:
+            check(self, f"{url} loads", False, f"at {self.evaluate('location.href')!r}")
+        return loaded
+
+    def cookie(self, name):
+        """A cookie of the page, HttpOnly ones included (scripts cannot read those)."""
+        cookies = self.call("Network.getCookies")["cookies"]
+        return next((c["value"] for c in cookies if c["name"] == name), None)
 
     def wait(self, condition, timeout=20):
         deadline = time.time() + timeout
@@ -154,6 +164,17 @@ def check(browser, name, condition, detail=""):
         results["failed"] += 1
         shot = browser.screenshot(re.sub(r"[^a-z0-9]+", "-", name.lower()))
         print(f"FAILED: {name} {detail} (screenshot: {shot})")
+
+
+def post_form(base, path, headers, body):
+    """A form POST that does not follow redirects; returns the status."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 def main():
@@ -210,15 +231,29 @@ def main():
             browser.open(fleet.url + path, path.split("?")[0])
             check(browser, f"{path} renders", "BitFleet" in browser.evaluate("document.title"))
 
-        # Without a session the pages redirect to the sign-in form; a forged POST without
-        # the CSRF token is refused.
-        request = urllib.request.Request(fleet.url + f"/rollouts/{rid}/resume", data=b"", method="POST")
-        try:
-            urllib.request.urlopen(request, timeout=10)
-            status = 200
-        except urllib.error.HTTPError as error:
-            status = error.code
-        check(browser, "an action without a session does not run", fleet.api("GET", f"/api/v1/rollouts/{rid}")["state"] == "paused", str(status))
+        # Forged actions: the real session cookie (as a cross-site form would send it) but no
+        # or a wrong CSRF token is refused, and so is a POST without a session; each refusal
+        # is audited. The right token with the same cookie then works, so the refusals were
+        # about the CSRF token and the session, not a broken cookie.
+        cookie = browser.cookie("bitfleet_session")
+        check(browser, "the browser holds the session cookie", cookie is not None)
+        browser.open(fleet.url + f"/rollouts/{rid}", f"/rollouts/{rid}")
+        csrf = browser.evaluate("document.querySelector('input[name=csrf]')?.value")
+        resume = f"/rollouts/{rid}/resume"
+        session = f"bitfleet_session={cookie}"
+        for label, headers, body in [("with the session cookie and no CSRF token", {"Cookie": session}, b""),
+                                     ("with the session cookie and a forged CSRF token", {"Cookie": session}, b"csrf=forged" + b"0" * 32)]:
+            status = post_form(fleet.url, resume, headers, body)
+            check(browser, f"an action {label} is refused", status == 403, str(status))
+            check(browser, f"an action {label} does not run", fleet.api("GET", f"/api/v1/rollouts/{rid}")["state"] == "paused")
+        status = post_form(fleet.url, resume, {}, f"csrf={csrf}".encode())
+        check(browser, "an action without a session is refused", status == 401, str(status))
+        check(browser, "an action without a session does not run", fleet.api("GET", f"/api/v1/rollouts/{rid}")["state"] == "paused")
+        refusals = [e for e in fleet.api("GET", "/api/v1/audit?since=3600") if e["action"] == f"POST {resume}"]
+        check(browser, "the refused actions are audited", sorted(e["status"] for e in refusals) == [401, 403, 403], repr(refusals))
+        status = post_form(fleet.url, resume, {"Cookie": session}, f"csrf={csrf}".encode())
+        check(browser, "the same cookie with the page's CSRF token runs the action",
+              status == 303 and fleet.api("GET", f"/api/v1/rollouts/{rid}")["state"] == "running", str(status))
     finally:
         if browser:
             browser.close()

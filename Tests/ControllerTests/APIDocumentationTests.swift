@@ -32,13 +32,38 @@ struct ServiceHarness {
     let service: FleetService
     let routes: ControllerRoutes
 
-    init(now: @escaping @Sendable () -> Date = { Date() }) throws {
+    /// `deviceIDs` names the devices enrolled next (they decide stage membership); once
+    /// they run out, ids are random as in production.
+    init(now: @escaping @Sendable () -> Date = { Date() }, deviceIDs: [String] = [],
+         configure: (inout ControllerConfiguration) -> Void = { _ in }) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("controller-\(UUID().uuidString.prefix(8))")
         let data = try DataDirectory(directory)
         store = try SQLiteFleetStore(path: data.databasePath)
-        service = FleetService(store: store, blobs: FileBlobStore(directory: data.blobsURL),
-                               signer: ManifestSigner(privateKey: try data.signingKey()), fleetID: "fleet_test",
-                               configuration: ControllerConfiguration(dataDirectory: directory), clock: now)
+        var configuration = ControllerConfiguration(dataDirectory: directory)
+        configure(&configuration)
+        var service = FleetService(store: store, blobs: FileBlobStore(directory: data.blobsURL),
+                                   signer: ManifestSigner(privateKey: try data.signingKey()), fleetID: "fleet_test",
+                                   configuration: configuration, clock: now)
+        if !deviceIDs.isEmpty {
+            let queue = IDQueue(deviceIDs)
+            service.makeDeviceID = { queue.next() ?? "dev_" + UUID().uuidString.prefix(12).lowercased() }
+        }
+        self.service = service
         routes = ControllerRoutes(service: service, pushes: PushService(service: service, logger: .init(label: "test")))
     }
+
+    /// How many manifests the service signed so far (`bitfleet_manifests_signed_total`).
+    func manifestsSigned() -> Int {
+        let text = service.metrics.registry.emitToString()
+        let line = text.split(separator: "\n").first { $0.hasPrefix("bitfleet_manifests_signed_total ") }
+        return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+    }
+}
+
+/// Hands out the ids a test chose, in order.
+final class IDQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids: [String]
+    init(_ ids: [String]) { self.ids = ids }
+    func next() -> String? { lock.withLock { ids.isEmpty ? nil : ids.removeFirst() } }
 }

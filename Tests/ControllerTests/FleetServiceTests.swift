@@ -24,13 +24,21 @@ struct FleetServiceTests {
         let request = EnrollRequest(token: token.token, name: "pi", labels: [:], pushURL: "", agentVersion: "1")
         let enrolled = try await harness.service.enroll(request)
         #expect(enrolled.credential.hasPrefix(enrolled.deviceID + "."))
-        await #expect(throws: APIError.self) { try await harness.service.enroll(request) }
+        let reused = await #expect(throws: APIError.self) { try await harness.service.enroll(request) }
+        #expect(reused?.status == .unauthorized && reused?.code == "invalid_enrollment_token", "\(String(describing: reused))")
+        #expect(try await harness.store.devices().map(\.id) == [enrolled.deviceID], "a reused token enrolls nothing")
 
+        // The API answers a used and an expired token alike (one code, no oracle), so the
+        // two refusals are told apart by what made them: the same expired token is taken
+        // once the clock is back inside its lifetime, so the refusal was the expiry alone.
         let expiring = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600))
+        let late = EnrollRequest(token: expiring.token, name: "late", labels: [:], pushURL: "", agentVersion: "1")
         clock.advance(601)
-        await #expect(throws: APIError.self) {
-            try await harness.service.enroll(EnrollRequest(token: expiring.token, name: "late", labels: [:], pushURL: "", agentVersion: "1"))
-        }
+        let expired = await #expect(throws: APIError.self) { try await harness.service.enroll(late) }
+        #expect(expired?.status == .unauthorized && expired?.code == "invalid_enrollment_token", "\(String(describing: expired))")
+        clock.advance(-2)  // 599 s after it was made
+        #expect(try await harness.service.enroll(late).deviceID.hasPrefix("dev_"), "the refusal was the expiry: it used nothing up")
+        clock.advance(2)
         // Credentials are stored hashed, and a wrong secret does not authenticate.
         let stored = try #require(try await harness.store.device(id: enrolled.deviceID))
         #expect(!stored.credentialHash.contains(enrolled.credential.split(separator: ".")[1]))
@@ -47,10 +55,18 @@ struct FleetServiceTests {
         let v1 = try await harness.service.uploadModel(file, name: "fashion", version: nil, createdBy: "admin")
         let v2 = try await harness.service.uploadModel(file, name: "fashion", version: nil, createdBy: "admin")
         #expect([v1.version, v2.version] == ["v1", "v2"])
-        await #expect(throws: APIError.self) { try await harness.service.uploadModel(file, name: "fashion", version: "v1", createdBy: "admin") }
+        let duplicate = await #expect(throws: APIError.self) {
+            try await harness.service.uploadModel(file, name: "fashion", version: "v1", createdBy: "admin")
+        }
+        #expect(duplicate?.code == "conflict" && duplicate?.message.contains("fashion version v1 already exists") == true,
+                "\(String(describing: duplicate))")
         var truncated = file
         truncated.removeLast(100)
-        await #expect(throws: APIError.self) { try await harness.service.uploadModel(truncated, name: "fashion", version: nil, createdBy: "admin") }
+        let invalid = await #expect(throws: APIError.self) {
+            try await harness.service.uploadModel(truncated, name: "fashion", version: nil, createdBy: "admin")
+        }
+        #expect(invalid?.code == "invalid_model" && invalid?.message.hasPrefix("the .bnn file is invalid") == true, "\(String(describing: invalid))")
+        #expect(try await harness.store.models().map(\.version) == ["v1", "v2"], "refused uploads store nothing")
         let onnx = try Data(contentsOf: samples.appendingPathComponent("bnn-mlp.onnx"))
         let converted = try await harness.service.uploadModel(onnx, name: "mlp", version: nil, createdBy: "admin")
         let blob = try #require(harness.service.blobs.url(for: converted.sha256))
@@ -73,13 +89,18 @@ struct FleetServiceTests {
         let verifier = try ManifestVerifier(publicKeyBase64: a.publicKey, fleetID: a.fleetID, deviceID: a.deviceID)
         #expect(try verifier.verify(manifestA, lastAccepted: 0).sequence == 1)
         let manifestB = try #require(try await harness.service.desiredManifest(deviceID: b.deviceID))
-        #expect(throws: ManifestError.self) { try verifier.verify(manifestB, lastAccepted: 0) }  // another device's manifest
-        await #expect(throws: APIError.self) {
+        #expect(throws: ManifestError.wrongDevice(expected: a.deviceID, got: b.deviceID)) {  // another device's manifest
+            try verifier.verify(manifestB, lastAccepted: 0)
+        }
+        let unknown = await #expect(throws: APIError.self) {
             try await harness.service.deploy(DeploymentRequest(model: nil, version: "v9", target: DeploymentTarget()), createdBy: "admin")
         }
-        await #expect(throws: APIError.self) {
+        #expect(unknown?.code == "unknown_version" && unknown?.message.contains("'v9'") == true, "\(String(describing: unknown))")
+        let nobody = await #expect(throws: APIError.self) {
             try await harness.service.deploy(DeploymentRequest(model: nil, version: "v1", target: DeploymentTarget(labels: ["site": "mars"])), createdBy: "admin")
         }
+        #expect(nobody?.code == "no_devices", "\(String(describing: nobody))")
+        #expect(try await harness.store.deployments().count == 2, "refused deployments create nothing")
         // Reports only move forward; a stale "downloading" after "active" is ignored.
         try await harness.store.applyReport(deviceID: a.deviceID, report: DeploymentReport(sequence: 1, state: .active), now: Date())
         try await harness.store.applyReport(deviceID: a.deviceID, report: DeploymentReport(sequence: 1, state: .downloading), now: Date())
@@ -107,10 +128,12 @@ struct FleetServiceTests {
         #expect(summary.entries.first?.classCounts == [1, 0, 2])
         var broken = window
         broken.latencyHistogram = [1]
-        await #expect(throws: APIError.self) {
+        let malformed = await #expect(throws: APIError.self) {
             try await harness.service.heartbeat(device: record, HeartbeatRequest(agentVersion: "1", pushURL: "", activeModel: nil, reports: [],
                                                                                    aggregates: [broken], events: []), bytes: 100)
         }
+        #expect(malformed?.code == "invalid_aggregates", "\(String(describing: malformed))")
+        #expect(try await harness.service.metrics(since: start, model: "m").entries.first?.inferences == 3, "the refused window counts nothing")
     }
 
     @Test("HTTP Range parsing")

@@ -99,9 +99,15 @@ struct HeartbeatPathTests {
         let file = try Data(contentsOf: samples.appendingPathComponent("bnn-cnn.bnn"))
         let model = try await harness.service.uploadModel(file, name: "fashion", version: nil, createdBy: "admin")
         let deployment = try await harness.service.deploy(DeploymentRequest(model: nil, version: "v1", target: DeploymentTarget()), createdBy: "admin")
+        // Signed once, served from the cache: equal bytes alone would prove nothing, since
+        // Ed25519 is deterministic and issuedAt is fixed, so the signatures are counted.
+        #expect(harness.manifestsSigned() == 0)
         let first = try #require(try await harness.service.heartbeat(device: device, idle, bytes: 10).desired)
+        #expect(harness.manifestsSigned() == 1, "the first heartbeat that carries the manifest signs it")
         let again = try #require(try await harness.service.heartbeat(device: device, idle, bytes: 10).desired)
-        #expect(first == again)  // signed once, served from the cache
+        _ = try #require(try await harness.service.desiredManifest(deviceID: device.id))
+        #expect(first == again)
+        #expect(harness.manifestsSigned() == 1, "later heartbeats and the manifest route are served from the cache")
         let verifier = try ManifestVerifier(publicKeyBase64: enrolled.publicKey, fleetID: enrolled.fleetID, deviceID: enrolled.deviceID)
         #expect(try verifier.verify(first, lastAccepted: 0).sequence == deployment.sequence)
 
@@ -119,7 +125,8 @@ struct HeartbeatPathTests {
         var broken = AggregateWindow(start: Date(), end: Date().addingTimeInterval(60), model: "fashion", version: "v1", classes: 10)
         broken.latencyHistogram = [1]
         let refused = HeartbeatRequest(agentVersion: "t2", pushURL: "", activeModel: nil, reports: [], aggregates: [broken], events: [])
-        await #expect(throws: APIError.self) { try await harness.service.heartbeat(device: device, refused, bytes: 10) }
+        let error = await #expect(throws: APIError.self) { try await harness.service.heartbeat(device: device, refused, bytes: 10) }
+        #expect(error?.code == "invalid_aggregates" && error?.status == .badRequest, "\(String(describing: error))")
         #expect(try await harness.store.device(id: device.id)?.agentVersion == "t")
         #expect(try await harness.store.uploads(deviceID: device.id, limit: 10).count == 4)
     }

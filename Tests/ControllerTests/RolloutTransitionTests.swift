@@ -1,3 +1,4 @@
+import BitModel
 import FleetKit
 import Foundation
 import Testing
@@ -14,6 +15,15 @@ struct RolloutTransitionTests {
 
     /// Eight enrolled devices, v1 and v2 uploaded, a five-stage rollout of v2 started after
     /// v1 was deployed everywhere (so it has a version to roll back to).
+    /// Eight seeded device ids: they decide who is in which stage, so the seed is printed
+    /// and BITFLEET_TEST_SEED replays a run.
+    static func seededHarness(_ test: String) throws -> ServiceHarness {
+        let seed = ProcessInfo.processInfo.environment["BITFLEET_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        print("\(test): device-id seed \(seed) (replay with BITFLEET_TEST_SEED=\(seed))")
+        var random = SeededGenerator(seed: seed)
+        return try ServiceHarness(deviceIDs: (1...8).map { _ in "dev_" + String(random.next(), radix: 16) })
+    }
+
     func startRollout(_ harness: ServiceHarness) async throws -> (RolloutService, RolloutRecord) {
         for index in 1...8 {
             let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600))
@@ -35,7 +45,7 @@ struct RolloutTransitionTests {
 
     @Test("a stage advance brings its devices in the same transaction; a stale claim changes nothing")
     func advance() async throws {
-        let harness = try ServiceHarness()
+        let harness = try Self.seededHarness("rollout transitions: stage advance")
         let (_, rollout) = try await startRollout(harness)
         let before = try await members(harness, rollout.deploymentID)
         let stages = rollout.stages
@@ -61,7 +71,7 @@ struct RolloutTransitionTests {
 
     @Test("a rollout advanced without its devices (killed between two writes) is repaired by the next evaluation")
     func repair() async throws {
-        let harness = try ServiceHarness()
+        let harness = try Self.seededHarness("rollout transitions: repair")
         let (rollouts, rollout) = try await startRollout(harness)
         var advanced = rollout
         advanced.currentStage = 4
@@ -76,10 +86,10 @@ struct RolloutTransitionTests {
 
     @Test("a rollback and its deployment are one change; a concurrent change makes it fail without a deployment")
     func rollBack() async throws {
-        let harness = try ServiceHarness()
+        let harness = try Self.seededHarness("rollout transitions: rollback")
         let (rollouts, started) = try await startRollout(harness)
         // At its last stage, so it has reached devices (the first stage, chosen by hashing
-        // the random device ids, can be empty).
+        // the seeded device ids, can be empty).
         var everywhere = started
         everywhere.currentStage = 4
         let rollout = try #require(try await harness.store.transitionRollout(everywhere, expectedState: started.state, expectedStage: 0,
@@ -89,7 +99,8 @@ struct RolloutTransitionTests {
         paused.state = RolloutState.paused.rawValue
         _ = try #require(try await harness.store.transitionRollout(paused, expectedState: rollout.state, expectedStage: 4, change: nil, now: Date()))
         // `rollout` is now stale: the rollback loses and leaves nothing behind.
-        await #expect(throws: APIError.self) { try await rollouts.rollBack(rollout, reason: "test") }
+        let lost = await #expect(throws: APIError.self) { try await rollouts.rollBack(rollout, reason: "test") }
+        #expect(lost?.code == "concurrent_change" && lost?.status == .conflict, "\(String(describing: lost))")
         #expect(try await harness.store.deployments().count == deployments)
 
         let info = try await rollouts.rollBack(rollout.id!)

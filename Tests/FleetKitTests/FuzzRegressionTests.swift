@@ -1,3 +1,4 @@
+import BitModel
 import Crypto
 import FleetKit
 import Foundation
@@ -58,12 +59,15 @@ struct PrivacyFuzzRegressionTests {
         #expect(settings.isValid)
         var window = AggregateWindow(start: Date(timeIntervalSince1970: 0), end: Date(timeIntervalSince1970: 60), model: "m", version: "v", classes: 3)
         for i in 0..<20 { window.record(predictedClass: i % 3, latencyMs: Double(i), confidence: 0.5) }
+        // Seeded and printed, as every randomized test (BITFLEET_TEST_SEED replays a run).
+        let seed = ProcessInfo.processInfo.environment["BITFLEET_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        print("tiny epsilons: noise seed \(seed) (replay with BITFLEET_TEST_SEED=\(seed))")
         for epsilon in [1e-300, Double.leastNonzeroMagnitude, 1e-12] {  // down to the smallest subnormal
             var mechanism = PrivacyMechanism(settings: PrivacySettings(minCount: settings.minCount, epsilon: epsilon),
-                                             random: SystemRandomNumberGenerator())
+                                             random: SeededGenerator(seed: seed))
             let released = mechanism.protect(window)
             #expect(released.isWellFormed, "epsilon \(epsilon)")
-            #expect(([released.inferences, released.errors] + released.latencyHistogram).allSatisfy { abs($0) <= PrivacyMechanism<SystemRandomNumberGenerator>.maxNoisyMagnitude })
+            #expect(([released.inferences, released.errors] + released.latencyHistogram).allSatisfy { abs($0) <= PrivacyMechanism<SeededGenerator>.maxNoisyMagnitude })
         }
     }
 }

@@ -110,8 +110,11 @@ struct AgentCrashTests {
                 // Where it landed, for the log: the .part file or the installed file tell.
                 let part = dataDirectory.appendingPathComponent("downloads/\(target.sha256).part")
                 let installed = dataDirectory.appendingPathComponent("models/\(target.sha256).bnn")
-                let phase = FileManager.default.fileExists(atPath: part.path) ? "mid-download"
-                    : FileManager.default.fileExists(atPath: installed.path) ? "after the download" : "before the download"
+                // Mid-download means some bytes and not all: a .part file created but still
+                // empty is a kill before the first chunk arrived.
+                let partBytes = (try? FileManager.default.attributesOfItem(atPath: part.path)[.size] as? Int) ?? nil
+                let phase = partBytes.map { $0 > 0 && $0 < target.size ? "mid-download" : $0 == 0 ? "before the first chunk" : "after the download" }
+                    ?? (FileManager.default.fileExists(atPath: installed.path) ? "after the download" : "before the download")
                 landed[phase, default: 0] += 1
             }
 
@@ -133,6 +136,11 @@ struct AgentCrashTests {
             #expect(servesAKnownVersion, "\(context): serves \(served.version), state says \(active.version)")
             try await converge(to: target, sequence: sequence, context: context)
         }
+        // The throttle exists so that random kills land inside a download; a change that
+        // made every download finish first would leave resume-after-crash untested.
+        let midDownload = landed["mid-download", default: 0]
+        #expect(randomKills == 0 || midDownload >= max(1, randomKills / 4),
+                "only \(midDownload) of \(randomKills) random kills landed mid-download: \(landed)")
         let seconds = Int(Date().timeIntervalSince(started))
         print("agent crash consistency: \(plan.count) crashes (\(plan.count - randomKills) at fail points, \(randomKills) random kills "
               + "after 0-700 ms: \(landed.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))) in \(seconds) s")

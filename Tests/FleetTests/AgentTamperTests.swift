@@ -129,6 +129,19 @@ struct AgentTamperTests {
             #expect(readerRefused.contains(required), "a flipped \(required) was not refused by the reader")
         }
         #expect(readerRefused.filter { $0.hasSuffix("CRC-32") }.count == 4 && readerRefused.filter { $0.hasSuffix(" offset") }.count >= 4)
+        // The classification is pinned here, not left to the reader under test: of the 38
+        // regions, exactly the 12 that the format leaves uninterpreted (the minor version,
+        // header flags and reserved bytes, each section's flags and reserved field, the
+        // alignment padding) are covered only by the signed hash (docs/RELIABILITY.md).
+        let uninterpreted = ["header minor version", "header flags", "header reserved"]
+        #expect(readerRefused.count + hashOnly.count == 38, "\(readerRefused.count) + \(hashOnly.count) regions")
+        #expect(readerRefused.count == 26 && hashOnly.count == 12, "hash only: \(hashOnly)")
+        for name in hashOnly {
+            let expected = uninterpreted.contains(name) || name.hasPrefix("padding before")
+                || (name.hasPrefix("section table entry") && (name.hasSuffix(") flags") || name.hasSuffix(") reserved")))
+            #expect(expected, "a flipped \(name) was accepted by the reader")
+        }
+        #expect(hashOnly.filter { $0.hasPrefix("section table entry") }.count == 8 && hashOnly.filter { $0.hasPrefix("padding") }.count == 1)
 
         // A model whose bytes are all consistent (valid CRCs) but whose weights changed: the
         // self-test vectors catch it before it serves.

@@ -15,33 +15,64 @@ struct AuthorizationTests {
         try fleet.startAgent("x", token: try await fleet.enrollmentToken())
         let (deviceID, credential) = try fleet.agentIdentity("x")
 
-        // The admin routes, from the route table in docs/API.md.
-        let adminRoutes: [(String, String)] = [
-            ("GET", "/api/v1/models"), ("POST", "/api/v1/models"), ("POST", "/api/v1/enrollment-tokens"), ("GET", "/api/v1/devices"),
-            ("GET", "/api/v1/devices/\(deviceID)"), ("GET", "/api/v1/devices/\(deviceID)/events"), ("POST", "/api/v1/devices/\(deviceID)/revoke"),
-            ("POST", "/api/v1/deployments"), ("GET", "/api/v1/deployments"), ("GET", "/api/v1/deployments/1"), ("POST", "/api/v1/rollouts"),
-            ("GET", "/api/v1/rollouts"), ("GET", "/api/v1/rollouts/1"), ("POST", "/api/v1/rollouts/1/pause"), ("GET", "/api/v1/audit"),
-            ("GET", "/api/v1/status"), ("GET", "/api/v1/metrics"),
-        ]
-        for token in [nil, "adm_wrong", credential, fleet.adminToken + "x"] {
-            let client = FleetHTTPClient(baseURL: fleet.controllerURL, token: token)
-            for (method, path) in adminRoutes {
-                let (data, response) = try await client.send(method, path, body: method == "POST" ? Data("{}".utf8) : nil, acceptStatuses: [401])
+        // The matrix is every controller route: docs/API.md's table, which
+        // APIDocumentationTests keeps equal to the route table (method, path, access), so a
+        // new route is in it by construction.
+        let routes = try Self.documentedRoutes()
+        for required in ["GET /api/v1/privacy", "PUT /api/v1/privacy", "GET /api/v1/devices/:id/uploads", "POST /api/v1/login-links",
+                         "POST /api/v1/rollouts/:id/:action", "POST /api/v1/reports", "GET /api/v1/blobs/:sha256", "GET /metrics"] {
+            #expect(routes.contains { "\($0.method) \($0.path)" == required }, "\(required) is in the matrix")
+        }
+        let requests = routes.flatMap { route in Self.concrete(route.path, deviceID: deviceID).map { (route.method, $0, route.access) } }
+        let body = { (method: String) in ["POST", "PUT"].contains(method) ? Data("{}".utf8) : nil }
+        var checked: [String: Int] = [:]
+        for (method, path, access) in requests where access == "admin" {
+            for token in [nil, "adm_wrong", credential, fleet.adminToken + "x"] {
+                let (data, response) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: token)
+                    .send(method, path, body: body(method), acceptStatuses: [401])
                 #expect(response.statusCode == 401, "\(method) \(path) with \(token == nil ? "no token" : "a bad token")")
-                #expect(try FleetJSON.decoder.decode(APIErrorBody.self, from: data).error.code == "unauthorized")
+                #expect(try FleetJSON.decoder.decode(APIErrorBody.self, from: data).error.code == "unauthorized", "\(method) \(path)")
+            }
+            checked[access, default: 0] += 1
+            // The refusal is about the token: the admin token gets past it (reads only, so
+            // the matrix changes nothing).
+            if method == "GET" {
+                let (_, response) = try await fleet.admin.send(method, path, acceptStatuses: Set(200..<600))
+                #expect(response.statusCode != 401, "\(method) \(path) with the admin token")
             }
         }
-        // Device routes refuse the admin token and garbage.
-        for token in [fleet.adminToken!, "\(deviceID).wrong", "nonsense"] {
-            let (_, response) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: token)
-                .send("GET", "/api/v1/manifest", acceptStatuses: [401])
-            #expect(response.statusCode == 401)
+        // Device routes refuse no token, the admin token and garbage, and take the device's.
+        for (method, path, access) in requests where access == "device" {
+            for token in [nil, fleet.adminToken!, "\(deviceID).wrong", "nonsense"] {
+                let (_, response) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: token)
+                    .send(method, path, body: method == "POST" ? Data("{}".utf8) : nil, acceptStatuses: [401])
+                #expect(response.statusCode == 401, "\(method) \(path) with \(token == nil ? "no token" : "a bad token")")
+            }
+            let (_, own) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: credential)
+                .send(method, path, body: method == "POST" ? Data("{}".utf8) : nil, acceptStatuses: Set(200..<600))
+            #expect(own.statusCode != 401, "\(method) \(path) with the device's credential")
+            checked[access, default: 0] += 1
         }
-        // A revoked device is refused at once.
+        for (method, path, access) in requests where access == "enrollment" {
+            let wrong = EnrollRequest(token: "enr_wrong", name: "z", labels: [:], pushURL: "", agentVersion: "t")
+            let (_, response) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: nil)
+                .send(method, path, body: try FleetJSON.encoder.encode(wrong), acceptStatuses: [401])
+            #expect(response.statusCode == 401, "\(method) \(path) with an unknown enrollment token")
+            checked[access, default: 0] += 1
+        }
+        for (method, path, access) in requests where access == "anonymous" {
+            let (_, response) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: nil).send(method, path)
+            #expect(response.statusCode == 200, "\(method) \(path) needs no token")
+            checked[access, default: 0] += 1
+        }
+        #expect(checked.values.reduce(0, +) == requests.count, "every route has a known access: \(checked)")
+        // A revoked device is refused at once, on every device route.
         _ = try await fleet.admin.send("POST", "/api/v1/devices/\(deviceID)/revoke")
-        let (_, revoked) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: credential)
-            .send("POST", "/api/v1/heartbeat", body: Data("{}".utf8), acceptStatuses: [401])
-        #expect(revoked.statusCode == 401)
+        for (method, path, access) in requests where access == "device" {
+            let (_, revoked) = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: credential)
+                .send(method, path, body: method == "POST" ? Data("{}".utf8) : nil, acceptStatuses: [401])
+            #expect(revoked.statusCode == 401, "\(method) \(path) with a revoked credential")
+        }
         // Enrollment tokens are single-use.
         let token = try await fleet.enrollmentToken()
         let enroll = EnrollRequest(token: token, name: "y", labels: [:], pushURL: "", agentVersion: "t")
@@ -75,5 +106,26 @@ struct AuthorizationTests {
         // No secret appears in the controller's log.
         let log = fleet.controller!.output
         #expect(!log.contains(credential) && !log.contains(token))
+    }
+
+    /// The controller's routes as docs/API.md lists them (the agent's own table, with its
+    /// "anyone" access, is left out).
+    static func documentedRoutes() throws -> [(method: String, path: String, access: String)] {
+        let text = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/API.md"), encoding: .utf8)
+        let regex = try NSRegularExpression(pattern: #"^\| `([A-Z]+)` \| `(/api/v1[^`]*|/metrics)` \| (admin|device|enrollment|anonymous) \|"#,
+                                            options: .anchorsMatchLines)
+        return regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { match in
+            let group = { (index: Int) in String(text[Range(match.range(at: index), in: text)!]) }
+            return (group(1), group(2), group(3))
+        }
+    }
+
+    /// Requests for a route pattern: ids filled in, and one request per rollout action.
+    static func concrete(_ pattern: String, deviceID: String) -> [String] {
+        let path = pattern.replacingOccurrences(of: "/devices/:id", with: "/devices/\(deviceID)")
+            .replacingOccurrences(of: ":sha256", with: String(repeating: "0", count: 64))
+            .replacingOccurrences(of: ":id", with: "1")
+        guard path.contains(":action") else { return [path] }
+        return ["pause", "resume", "abort", "rollback"].map { path.replacingOccurrences(of: ":action", with: $0) }
     }
 }

@@ -146,12 +146,25 @@ struct ControllerCrashTests {
         }
         var current = try await startRollout()
         var completed = 0
+        var killsPastFirstStage = 0
         for kill in 1...kills {
             try await Task.sleep(for: .milliseconds(Int.random(in: 200...1500, using: &random)))
+            let before = try await fleet.admin.json("GET", "/api/v1/rollouts/\(current.id)", as: RolloutInfo.self)
             try Self.restart(fleet, port: port)
             try await Self.verify(fleet, acknowledged, after: kill)
-            let state = try await fleet.admin.json("GET", "/api/v1/rollouts/\(current.id)", as: RolloutInfo.self).state
+            let after = try await fleet.admin.json("GET", "/api/v1/rollouts/\(current.id)", as: RolloutInfo.self)
+            let state = after.state
             #expect(state == .running || state == .completed, "rollout \(current.id) is \(state) after kill \(kill)")
+            // It continues where it was: never an earlier stage, and the stage clock of a
+            // stage it is still in is the one it had (a restart from stage 0, or one that
+            // restarted the soak, fails here).
+            #expect(after.currentStage >= before.currentStage,
+                    "rollout \(current.id) went back from stage \(before.currentStage) to \(after.currentStage) after kill \(kill)")
+            if after.currentStage == before.currentStage, before.state == .running, after.state == .running {
+                #expect(after.stages[after.currentStage].startedAt == before.stages[before.currentStage].startedAt,
+                        "rollout \(current.id) restarted stage \(after.currentStage)'s clock after kill \(kill)")
+            }
+            if before.currentStage > 0 { killsPastFirstStage += 1 }
             if state == .completed {
                 acknowledged.rollouts[current.id] = .completed
                 completed += 1
@@ -168,7 +181,8 @@ struct ControllerCrashTests {
         try await fleet.waitUntilEveryDeviceRuns(version)
         acknowledged.rollouts[last] = .completed
         try await Self.verify(fleet, acknowledged, after: kills)
-        print("controller crash during rollouts: \(kills) kills across \(completed) completed rollouts, "
+        #expect(killsPastFirstStage > 0, "some kill landed past a rollout's first stage, where a restart from stage 0 shows")
+        print("controller crash during rollouts: \(kills) kills (\(killsPastFirstStage) past a first stage) across \(completed) completed rollouts, "
               + "\(String(format: "%.0f", Date().timeIntervalSince(started))) s")
     }
 }

@@ -60,13 +60,17 @@ struct NetworkFaultTests {
         }
 
         // Every connection cut after 50 KB: heartbeats fit, no 256 KB blob chunk does. The
-        // agent retries each chunk, then reports the download failed with the reason.
+        // agent retries each chunk, then reports the download failed with the transport
+        // error of the blob request as reason (not the controller's "unreachable: no
+        // heartbeat ..." sweep, which the heartbeats keep away).
         proxy.setFaults(cutEvery: 1, cutAfterBytes: 50_000)
         try await Self.upload(fleet, "bnn-cnn.bnn")
         let v2 = try await Self.deploy(fleet, "v2")
         try await eventually("the failing download is reported as failed with its reason", timeout: 90) {
             let rows = try await Self.deployment(fleet, v2.id).devices ?? []
-            return rows.count == 2 && rows.allSatisfy { $0.state == .failed && $0.reason?.contains("unreachable") == true }
+            return rows.count == 2 && rows.allSatisfy {
+                $0.state == .failed && $0.reason?.hasPrefix("unreachable: GET ") == true && $0.reason?.contains("/api/v1/blobs/") == true
+            }
         }
         // The agent retries a failed deployment (30 s later); with the link healed it converges.
         proxy.setFaults()
@@ -132,10 +136,14 @@ struct NetworkFaultTests {
             let info = try await fleet.admin.json("GET", "/api/v1/rollouts/\(rollout.id)", as: RolloutInfo.self)
             return info.state == .halted && info.failures.contains { $0.deviceID == b && $0.reason?.hasPrefix("unreachable") == true }
         }
-        let attempts = row.pushAttempts
-        try await Task.sleep(for: .seconds(3))
+        // A push still in flight when the device was marked ends within --push-timeout (2 s)
+        // and is counted; after that no attempt may follow. While pushes go on, one attempt
+        // takes at most 2 s + 1.25 s backoff + 0.5 s polling, so 8 s would hold two.
+        try await Task.sleep(for: .seconds(2.5))
+        let attempts = try #require(try await Self.deployment(fleet, rollout.deploymentID).devices?.first { $0.deviceID == b }).pushAttempts
+        try await Task.sleep(for: .seconds(8))
         let later = try #require(try await Self.deployment(fleet, rollout.deploymentID).devices?.first { $0.deviceID == b })
-        #expect(later.pushAttempts <= attempts + 1, "pushes stop once the device is reported unreachable")
+        #expect(later.pushAttempts == attempts, "pushes stop once the device is reported unreachable (\(attempts) then \(later.pushAttempts))")
 
         // The link comes back: the device heartbeats, gets v2 in the reply and installs it.
         heartbeats.mode = .pass

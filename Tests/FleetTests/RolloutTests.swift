@@ -59,15 +59,25 @@ struct RolloutTests {
             fleet.agents[name]!.stop()
             try fleet.startAgent(name, token: nil)
         }
+        let soak = 15.0
         let healthy = try FleetJSON.decoder.decode(RolloutInfo.self, from: Data(try fleet.fleetctl(
-            ["deploy", "model", "v2", "--stages", stages, "--soak", "12s", "--max-failures", "20%", "--min-devices", "2", "--json"]).utf8))
+            ["deploy", "model", "v2", "--stages", stages, "--soak", "\(Int(soak))s", "--max-failures", "20%", "--min-devices", "2", "--json"]).utf8))
+        let soakStart = try #require(healthy.stages[0].startedAt)
         try await eventually("the canaries run v2") { try await rollout(fleet, healthy.id).stages[0].counts["active"] == 3 }
-        // The soak is long enough that this check lands inside it even on a loaded CI machine.
-        #expect(try await rollout(fleet, healthy.id).currentStage == 0, "the soak time holds the second stage back")
+        // Just before the soak ends, with the canaries healthy for a while: still stage 1.
+        let justBefore = soakStart.addingTimeInterval(soak - 1.5)
+        #expect(Date() < justBefore, "the canaries became active early enough to check the soak")
+        if Date() < justBefore { try await Task.sleep(for: .milliseconds(Int(justBefore.timeIntervalSinceNow * 1000))) }
+        #expect(try await rollout(fleet, healthy.id).currentStage == 0, "the soak time holds the second stage back until it ends")
+        // Killed inside the soak: the restarted controller keeps the stage clock.
         let port = fleet.controllerPort
         fleet.controller!.kill9()
         try fleet.startController(port: port)
         try await eventually("the resumed rollout completes", timeout: 60) { try await rollout(fleet, healthy.id).state == .completed }
+        // And just after it: the second stage started once the soak had passed, and soon after.
+        let secondStage = try #require(try await rollout(fleet, healthy.id).stages[1].startedAt)
+        let advancedAfter = secondStage.timeIntervalSince(soakStart)
+        #expect(advancedAfter >= soak - 0.01 && advancedAfter < soak + 8, "advanced \(advancedAfter) s after the stage started (soak \(soak) s)")
         try await fleet.waitUntilEveryDeviceRuns("v2")
 
         // An agent killed (SIGKILL) right as a deployment reaches it restarts on a valid

@@ -100,6 +100,7 @@ struct DashboardPages: Sendable {
         var request = request
         let fields = formFields(try await request.collectBody(upTo: 16 * 1024))
         guard let csrf = try await sessions.csrf(for: request), let sent = fields["csrf"], Secrets.constantTimeEquals(csrf, sent) else {
+            try await audit("POST /logout", status: 403, context)
             return html("<p>Invalid or missing CSRF token.</p>", status: .forbidden)
         }
         try await sessions.end(request)
@@ -274,8 +275,14 @@ struct DashboardPages: Sendable {
         let action = try context.parameters.require("action")
         var request = request
         let fields = formFields(try await request.collectBody(upTo: 16 * 1024))
-        guard let csrf = try await sessions.csrf(for: request) else { return redirect("/login") }
+        // Refusals are audited like the API's (docs/OPERATIONS.md): no session is 401, a
+        // session without its CSRF token (a forged cross-site form) is 403.
+        guard let csrf = try await sessions.csrf(for: request) else {
+            try await audit("POST /rollouts/\(id)/\(action)", status: 401, context)
+            return html("<p>Not signed in, or the session ended: <a href=\"/login\">sign in</a>.</p>", status: .unauthorized)
+        }
         guard let sent = fields["csrf"], Secrets.constantTimeEquals(csrf, sent) else {
+            try await audit("POST /rollouts/\(id)/\(action)", status: 403, context)
             return html("<p>Invalid or missing CSRF token.</p>", status: .forbidden)
         }
         do {

@@ -46,10 +46,14 @@ extension AgentRuntime {
 struct RefusalLimiter: Sendable {
     enum Decision: Equatable { case record(suppressedBefore: Int), suppress }
 
-    var perMinute = 10
+    var perMinute: Int
     private var windowStart = Date.distantPast
     private var inWindow = 0
     private var suppressed = 0
+
+    init(perMinute: Int = 10) {
+        self.perMinute = perMinute
+    }
 
     mutating func admit(now: Date) -> Decision {
         if now.timeIntervalSince(windowStart) >= 60 || now < windowStart {

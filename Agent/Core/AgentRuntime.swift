@@ -30,13 +30,14 @@ public actor AgentRuntime {
     /// on the controller) so that it issues the desired version again under a newer sequence.
     private var resyncNeeded = false
     /// Paces what refused pushes and replies cost: log lines and events (see AgentRuntime+Trust).
-    var refusals = RefusalLimiter()
+    var refusals: RefusalLimiter
     /// HTTPS trusting only `caCertificatePath`; nil: URLSession and the system store.
     private let transport: (any HTTPTransport)?
 
     public init(configuration: AgentConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        refusals = RefusalLimiter(perMinute: configuration.refusedPushEventsPerMinute)
         transport = try configuration.caCertificatePath.map { try PinnedCATransport(caCertificateFile: $0) }
         files = try AgentFiles(configuration.dataDirectory)
         runner = ModelRunner(threads: configuration.threads)

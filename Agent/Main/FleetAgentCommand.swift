@@ -62,6 +62,8 @@ struct Run: AsyncParsableCommand {
     var metricsListen: String? = environment("BITFLEET_AGENT_METRICS_LISTEN")
     @Option(help: "Seconds an idle connection to the agent's listeners stays open.")
     var idleTimeout: Double = 10
+    @Option(help: "Refused pushes logged and reported as events per minute; the rest are counted in one summary event.")
+    var refusedPushEventsPerMinute = 10
     @Option(help: "Most differential-privacy epsilon this device releases over its life; once spent it keeps inferring but sends no more counts, and says so in its status (default: no limit).")
     var epsilonBudget: Double?
     @Option(help: "Log level (trace ... error).")
@@ -113,6 +115,8 @@ struct Run: AsyncParsableCommand {
         limited.caCertificatePath = caCertificate ?? environment("BITFLEET_CA_CERTIFICATE")
         guard idleTimeout > 0, idleTimeout.isFinite else { throw ValidationError("--idle-timeout must be positive") }
         limited.listenerIdleTimeout = idleTimeout
+        guard refusedPushEventsPerMinute >= 1 else { throw ValidationError("--refused-push-events-per-minute must be at least 1") }
+        limited.refusedPushEventsPerMinute = refusedPushEventsPerMinute
         limited.controllerKeyFingerprint = fingerprint
         limited.metricsHost = metricsAddress?.0
         limited.metricsPort = metricsAddress?.1

@@ -59,7 +59,9 @@ struct AgentTamperTests {
         defer { fleet.shutdown() }
         try fleet.startController()
         let maxModelBytes = 300_000  // above the 76 KB CNN, below the 840 KB MLP
-        try fleet.startAgent("t", token: try await fleet.enrollmentToken(), extra: ["--max-model-bytes", "\(maxModelBytes)"])
+        try fleet.startAgent("t", token: try await fleet.enrollmentToken(), extra: ["--max-model-bytes", "\(maxModelBytes)",
+                                                                                    // every refused push must be reported here, not paced
+                                                                                    "--refused-push-events-per-minute", "1000"])
         let deviceID = try fleet.agentIdentity("t").deviceID
         let fleetID = try await fleet.admin.json("GET", "/api/v1/health", as: [String: String].self)["fleetID"]!
         let good = try await fleet.uploadModel(try sampleCNNVariant("tamper-good"), name: "tamper")

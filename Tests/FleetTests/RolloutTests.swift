@@ -68,7 +68,14 @@ struct RolloutTests {
         let justBefore = soakStart.addingTimeInterval(soak - 1.5)
         #expect(Date() < justBefore, "the canaries became active early enough to check the soak")
         if Date() < justBefore { try await Task.sleep(for: .milliseconds(Int(justBefore.timeIntervalSinceNow * 1000))) }
-        #expect(try await rollout(fleet, healthy.id).currentStage == 0, "the soak time holds the second stage back until it ends")
+        // The answer can come late on a loaded machine; whatever it shows, the stage clock
+        // (controller time) must not have advanced before the soak ended.
+        let during = try await rollout(fleet, healthy.id)
+        if during.currentStage > 0, let advanced = during.stages[1].startedAt {
+            #expect(advanced.timeIntervalSince(soakStart) >= soak - 0.01, "advanced \(advanced.timeIntervalSince(soakStart)) s into a \(soak) s soak")
+        } else {
+            #expect(during.currentStage == 0, "the soak time holds the second stage back until it ends")
+        }
         // Killed inside the soak: the restarted controller keeps the stage clock.
         let port = fleet.controllerPort
         fleet.controller!.kill9()

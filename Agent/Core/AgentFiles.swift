@@ -71,9 +71,6 @@ struct AgentState: Codable, Sendable {
     var privacy = PrivacySettings()
     /// Differential-privacy epsilon spent on released windows so far.
     var epsilonSpent: Double = 0
-    /// Signed issue time of the newest heartbeat reply accepted (controller time), for the
-    /// replay window (`HeartbeatReplyVerifier.replayWindow`).
-    var lastReplyIssuedAt: Date?
     /// Set while a newly activated model is on probation (see AgentRuntime.probation).
     var probation: Probation?
     /// Last failed sequence and when, so a permanently broken deployment is retried slowly.

@@ -175,11 +175,11 @@ public actor AgentRuntime {
         request.epsilonSpent = state.privacy.epsilon == nil && state.epsilonSpent == 0 ? nil : spent
         let nonce = Secrets.randomToken(bytes: 16)
         request.nonce = nonce
+        let sent = ContinuousClock.now
         let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
         // Nothing of a reply that fails verification is used, not even as an acknowledgement:
         // it counts as a failed heartbeat and everything is sent again.
-        let (reply, signingKey) = try verifiedReply(response, nonce: nonce)
-        state.lastReplyIssuedAt = max(reply.issuedAt, state.lastReplyIssuedAt ?? reply.issuedAt)
+        let (reply, signingKey) = try verifiedReply(response, nonce: nonce, requestAge: (ContinuousClock.now - sent).inSeconds)
         state.epsilonSpent = spent
         state.privacy = reply.privacy
         aggregates.acknowledge(windows)

@@ -39,13 +39,13 @@ struct SignedReplyTests {
         beat.nonce = "nonce-1"
         let response = try await harness.service.heartbeat(device: device, beat, bytes: 10)
         let verified = try HeartbeatReplyVerifier.verify(response.signed, pinnedKey: enrolled.publicKey, fleetID: enrolled.fleetID,
-                                                         deviceID: enrolled.deviceID, nonce: "nonce-1", newestAccepted: nil)
+                                                         deviceID: enrolled.deviceID, nonce: "nonce-1", requestAge: 0)
         #expect(verified.reply.privacy == PrivacySettings(minCount: 3, epsilon: 2))
         #expect(verified.reply.heartbeatInterval == harness.service.configuration.heartbeatInterval)
         #expect(verified.reply.desired == response.desired && verified.reply.keyAnnouncements == response.keyAnnouncements)
         #expect(throws: HeartbeatReplyError.wrongNonce) {
             try HeartbeatReplyVerifier.verify(response.signed, pinnedKey: enrolled.publicKey, fleetID: enrolled.fleetID,
-                                              deviceID: enrolled.deviceID, nonce: "nonce-2", newestAccepted: nil)
+                                              deviceID: enrolled.deviceID, nonce: "nonce-2", requestAge: 0)
         }
 
         // What the signature adds to the heartbeat path, side by side in one run (printed,
@@ -89,7 +89,7 @@ struct SignedReplyTests {
         beat.nonce = "before"
         let before = try await service.heartbeat(device: device, beat, bytes: 10)
         #expect(try HeartbeatReplyVerifier.verify(before.signed, pinnedKey: enrolled.publicKey, fleetID: enrolled.fleetID,
-                                                  deviceID: enrolled.deviceID, nonce: "before", newestAccepted: nil).signingKey == enrolled.publicKey)
+                                                  deviceID: enrolled.deviceID, nonce: "before", requestAge: 0).signingKey == enrolled.publicKey)
 
         let earlyToken = try await service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600))
         let newKey = try await ControllerServer.rotateSigningKey(dataDirectory: directory)
@@ -101,7 +101,7 @@ struct SignedReplyTests {
         beat.nonce = "after"
         let reply = try await service.heartbeat(device: device, beat, bytes: 10)
         let verified = try HeartbeatReplyVerifier.verify(reply.signed, pinnedKey: enrolled.publicKey, fleetID: enrolled.fleetID,
-                                                         deviceID: enrolled.deviceID, nonce: "after", newestAccepted: nil)
+                                                         deviceID: enrolled.deviceID, nonce: "after", requestAge: 0)
         #expect(verified.signingKey == newKey)
         // The desired manifest is signed with the new key (the old signature was dropped).
         let manifest = try #require(verified.reply.desired)

@@ -82,7 +82,7 @@ actor SimulatedAgent {
         // The real agent's check of the signed reply (one Ed25519 verification), outside
         // the measured latency, which is the controller's.
         let reply = try HeartbeatReplyVerifier.verify(response.signed, pinnedKey: identity.publicKey, fleetID: identity.fleetID,
-                                                      deviceID: identity.deviceID, nonce: nonce, newestAccepted: nil).reply
+                                                      deviceID: identity.deviceID, nonce: nonce, requestAge: 0).reply
         pendingReports.removeFirst(min(reports.count, pendingReports.count))
         if let desired = reply.desired { _ = receive(desired, source: "heartbeat") }
         return latency

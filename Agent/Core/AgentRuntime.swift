@@ -25,7 +25,7 @@ public actor AgentRuntime {
     var heartbeatInterval: Double
     var pushURL: String
     private var installing = false
-    /// Paces what refused pushes and replies cost: log lines and events (see AgentRuntime+Trust).
+    /// Paces what refused pushes cost: log lines and events (see AgentRuntime+Trust).
     var refusals = RefusalLimiter()
     /// HTTPS trusting only `caCertificatePath`; nil: URLSession and the system store.
     private let transport: (any HTTPTransport)?

@@ -119,6 +119,7 @@ public actor AgentRuntime {
             as: EnrollResponse.self)
         try EnrollmentTrust.check(publicKey: response.publicKey, fleetID: response.fleetID, expected: expected,
                                   announcements: response.keyAnnouncements ?? [])
+        try EnrollmentTrust.checkReceipt(response, tokenSecret: token.secret)
         let newIdentity = AgentIdentity(deviceID: response.deviceID, credential: response.credential, fleetID: response.fleetID,
                                         publicKey: response.publicKey, controllerURL: configuration.controllerURL.absoluteString)
         try files.save(newIdentity, to: files.identityURL, secret: true)

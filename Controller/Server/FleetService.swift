@@ -136,8 +136,10 @@ struct FleetService: Sendable {
             id: deviceID, name: request.name, labelsJSON: String(decoding: try FleetJSON.encoder.encode(labels), as: UTF8.self),
             credentialHash: Secrets.hash(secret), enrolledAt: clock(), lastSeen: clock(), agentVersion: request.agentVersion,
             pushURL: pushURL, activeModelJSON: nil, desiredDeploymentID: nil, revoked: false))
+        let receipt = try signer.sign(EnrollmentReceipt(fleetID: fleetID, deviceID: deviceID, tokenSHA256: Secrets.hash(secretPart),
+                                                        credentialSHA256: Secrets.hash(credential)))
         return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64,
-                              keyAnnouncements: announcements.isEmpty ? nil : announcements)
+                              keyAnnouncements: announcements.isEmpty ? nil : announcements, receipt: receipt)
     }
 
     static func validatedPushURL(_ text: String) throws -> String {

@@ -18,6 +18,7 @@ struct SignedReplyTests {
         #expect(parsed.fingerprint == fingerprint && parsed.secret.hasPrefix("enr_"))
         let bySecret = try await harness.service.enroll(EnrollRequest(token: parsed.secret, name: "a", labels: [:], pushURL: "", agentVersion: "t"))
         #expect(ControllerKeyFingerprint.of(publicKeyBase64: bySecret.publicKey) == fingerprint)
+        try EnrollmentTrust.checkReceipt(bySecret, tokenSecret: parsed.secret)
         let second = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600))
         _ = try await harness.service.enroll(EnrollRequest(token: second.token, name: "b", labels: [:], pushURL: "", agentVersion: "t"))
         // Still one-time, whichever form was used.

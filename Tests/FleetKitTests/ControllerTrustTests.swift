@@ -78,6 +78,28 @@ struct ControllerTrustTests {
         }
     }
 
+    @Test("the enrollment answer's signed receipt binds device and credential to the token; a swapped one is refused")
+    func receipt() throws {
+        let credential = "dev_a.secret"
+        let receipt = EnrollmentReceipt(fleetID: "f", deviceID: "dev_a", tokenSHA256: Secrets.hash("enr_x"), credentialSHA256: Secrets.hash(credential))
+        let answer = EnrollResponse(deviceID: "dev_a", credential: credential, fleetID: "f", publicKey: publicKey, receipt: try signer.sign(receipt))
+        try EnrollmentTrust.checkReceipt(answer, tokenSecret: "enr_x")
+        var swappedCredential = answer
+        swappedCredential.credential = "dev_b.other"
+        var swappedDevice = answer
+        swappedDevice.deviceID = "dev_b"
+        var otherFleet = answer
+        otherFleet.fleetID = "g"
+        var missing = answer
+        missing.receipt = nil
+        var otherKey = answer
+        otherKey.receipt = try ManifestSigner(privateKey: Curve25519.Signing.PrivateKey()).sign(receipt)
+        for (what, altered, token) in [("credential", swappedCredential, "enr_x"), ("device", swappedDevice, "enr_x"), ("fleet", otherFleet, "enr_x"),
+                                       ("token", answer, "enr_y"), ("missing", missing, "enr_x"), ("key", otherKey, "enr_x")] {
+            #expect(throws: EnrollmentTrustError.self, "\(what)") { try EnrollmentTrust.checkReceipt(altered, tokenSecret: token) }
+        }
+    }
+
     // MARK: Heartbeat replies
 
     func reply(nonce: String = "n0nce", issuedAt: Date = Date(timeIntervalSince1970: 1_800_000_000), interval: Double = 30,

@@ -37,6 +37,30 @@ struct ControllerTrustEndToEndTests {
         #expect(agent.process.isRunning)
     }
 
+    @Test("a man in the middle passing the real key through but swapping the credential is refused by the signed receipt")
+    func swappedCredentialRefused() async throws {
+        let fleet = try TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startController()
+        // The attacker's own device, enrolled with another stolen token.
+        let attacker = try await FleetHTTPClient(baseURL: fleet.controllerURL, token: nil).json(
+            "POST", "/api/v1/enroll", body: EnrollRequest(token: EnrollmentToken(parsing: try await fleet.enrollmentToken()).secret, name: "attacker",
+                                                          labels: [:], pushURL: "", agentVersion: "x"), as: EnrollResponse.self)
+        let proxy = try RewritingProxy(upstreamPort: fleet.controllerPort, path: "/api/v1/enroll")
+        defer { proxy.stop() }
+        proxy.mode = .rewrite { body in
+            guard var object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else { return body }
+            object["deviceID"] = attacker.deviceID
+            object["credential"] = attacker.credential
+            return (try? JSONSerialization.data(withJSONObject: object)) ?? body
+        }
+        try fleet.startAgent("victim", token: try await fleet.enrollmentToken(), controller: proxy.url)
+        let line = try #require(fleet.agents["victim"]).waitForLine("(refusing to enroll: the enrollment answer's receipt [^\\n]*)")
+        #expect(line.contains("does not match"), "\(line)")
+        #expect(proxy.rewritten >= 1)
+        #expect(!FileManager.default.fileExists(atPath: fleet.agentDataDirectory("victim").appendingPathComponent("identity.json").path))
+    }
+
     @Test("a token without fingerprint and no flag refuses to start; the flag or its env var enrolls; a contradicting flag refuses")
     func fingerprintRequired() async throws {
         let fleet = try TestFleet()

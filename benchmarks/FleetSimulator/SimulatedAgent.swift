@@ -54,6 +54,7 @@ actor SimulatedAgent {
         let response = try await control.json(.POST, "/api/v1/enroll", body: request, credential: nil, as: EnrollResponse.self)
         try EnrollmentTrust.check(publicKey: response.publicKey, fleetID: response.fleetID, expected: expected,
                                   announcements: response.keyAnnouncements ?? [])
+        try EnrollmentTrust.checkReceipt(response, tokenSecret: parsed.secret)
         identity = Identity(deviceID: response.deviceID, credential: response.credential, fleetID: response.fleetID,
                             publicKey: response.publicKey,
                             verifier: try ManifestVerifier(publicKeyBase64: response.publicKey, fleetID: response.fleetID,

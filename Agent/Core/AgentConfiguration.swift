@@ -18,6 +18,9 @@ public struct AgentConfiguration: Sendable {
     /// Most windows kept while offline; older ones are merged, never dropped.
     public var maxBufferedWindows: Int
     public var threads: Int
+    /// Most differential-privacy epsilon this device releases over its life
+    /// (`--epsilon-budget`); nil = no limit. Once spent, counts stay on the device.
+    public var epsilonBudget: Double?
     /// Largest model this device accepts (its storage budget); larger ones fail to install.
     public var maxModelBytes: Int = 512 << 20
     /// Seconds a newly activated model is on probation.

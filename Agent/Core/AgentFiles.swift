@@ -5,7 +5,9 @@ import Foundation
 /// The agent's data directory:
 /// - `identity.json` (0600): device id, credential, fleet id, pinned controller key;
 /// - `state.json`: active and previous model slots, last accepted sequence, unsent reports;
-/// - `aggregates.json`: buffered aggregate windows;
+/// - `aggregates.json`: raw aggregate windows and shadow counts, the released (noised) batch
+///   awaiting acknowledgement, and the epsilon spent (one file: a release and its charge
+///   are written together);
 /// - `models/<sha256>.bnn`: installed models; `downloads/<sha256>.part`: partial downloads.
 /// Every file is replaced atomically (temp file, fsync, rename).
 struct AgentFiles: Sendable {
@@ -63,13 +65,17 @@ struct AgentState: Codable, Sendable {
     /// A model under shadow evaluation: run next to the active one, never served.
     var shadow: InstalledModel?
     var lastAcceptedSequence: Int64 = 0
+    /// The signed manifest of `lastAcceptedSequence`: proof for a controller that lost it.
+    var lastAcceptedManifest: SignedManifest?
     /// Reports not yet acknowledged by the controller.
     var pendingReports: [DeploymentReport] = []
     /// Events not yet sent, e.g. manifests refused (bad signature, replay, other device).
     var pendingEvents: [DeviceEvent] = []
     /// The fleet's privacy settings, as the controller last sent them.
     var privacy = PrivacySettings()
-    /// Differential-privacy epsilon spent on released windows so far.
+    /// Differential-privacy epsilon spent so far, as of the last successful heartbeat. The
+    /// authoritative ledger is aggregates.json (AggregateBuffer), written with each release;
+    /// this copy lets an older state file seed it.
     var epsilonSpent: Double = 0
     /// Set while a newly activated model is on probation (see AgentRuntime.probation).
     var probation: Probation?

@@ -25,6 +25,10 @@ public actor AgentRuntime {
     var heartbeatInterval: Double
     var pushURL: String
     private var installing = false
+    /// Set when the controller offered a manifest older than the last one accepted: it lost
+    /// deployments, and the next heartbeat proves what this device accepted (SequenceResync
+    /// on the controller) so that it issues the desired version again under a newer sequence.
+    private var resyncNeeded = false
     /// Paces what refused pushes cost: log lines and events (see AgentRuntime+Trust).
     var refusals = RefusalLimiter()
     /// HTTPS trusting only `caCertificatePath`; nil: URLSession and the system store.
@@ -36,9 +40,10 @@ public actor AgentRuntime {
         transport = try configuration.caCertificatePath.map { try PinnedCATransport(caCertificateFile: $0) }
         files = try AgentFiles(configuration.dataDirectory)
         runner = ModelRunner(threads: configuration.threads)
-        aggregates = AggregateBuffer(files: files, windowLength: configuration.aggregateWindow, maxWindows: configuration.maxBufferedWindows)
         identity = try files.load(AgentIdentity.self, from: files.identityURL)
         state = try files.load(AgentState.self, from: files.stateURL) ?? AgentState()
+        aggregates = AggregateBuffer(files: files, windowLength: configuration.aggregateWindow, maxWindows: configuration.maxBufferedWindows,
+                                     legacyEpsilonSpent: state.epsilonSpent)
         heartbeatInterval = configuration.heartbeatInterval ?? 30
         pushURL = configuration.advertisedURL ?? ""
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -163,28 +168,36 @@ public actor AgentRuntime {
 
     func heartbeat() async throws {
         guard identity != nil else { return }
-        let windows = aggregates.closedWindows(now: now)
         let reports = Array(state.pendingReports.prefix(500))
         let events = Array(state.pendingEvents.prefix(100))
-        let shadowReports = aggregates.pendingShadow
-        // Privacy mechanisms run on a copy; the buffer keeps the exact windows until acknowledged.
-        var mechanism = PrivacyMechanism(settings: state.privacy, random: SystemRandomNumberGenerator())
-        let released = windows.map { mechanism.protect($0) }
-        let spent = state.epsilonSpent + (state.privacy.epsilon ?? 0) * Double(released.count)
+        // Noise is drawn once per window and persisted with its charge before it is sent;
+        // a retry (also after a restart) resends the same batch (AggregateBuffer.release).
+        let release: AggregateBuffer.Release
+        do {
+            release = try aggregates.release(now: now, settings: state.privacy, budget: configuration.epsilonBudget)
+        } catch {
+            logger.warning("cannot save the released aggregates, so none are sent: \(error)")
+            release = AggregateBuffer.Release(batch: AggregateBuffer.Batch(windows: [], shadow: []), epsilonSpent: aggregates.epsilonSpent,
+                                              withheld: "the released copy could not be saved (\(DiskSpace.describe(error, directory: files.root)))")
+        }
         var request = HeartbeatRequest(agentVersion: agentVersion, pushURL: pushURL, activeModel: state.active?.activeModel,
-                                       reports: reports, aggregates: released, events: events, shadow: shadowReports)
-        request.epsilonSpent = state.privacy.epsilon == nil && state.epsilonSpent == 0 ? nil : spent
+                                       reports: reports, aggregates: release.batch.windows, events: events, shadow: release.batch.shadow)
+        let accounting = state.privacy.epsilon != nil || release.epsilonSpent > 0 || configuration.epsilonBudget != nil
+        request.epsilonSpent = accounting ? release.epsilonSpent : nil
+        request.epsilonBudget = configuration.epsilonBudget
+        request.releasesWithheld = release.withheld
         let nonce = Secrets.randomToken(bytes: 16)
         request.nonce = nonce
+        if resyncNeeded { request.acceptedManifest = state.lastAcceptedManifest }
         let sent = ContinuousClock.now
         let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
         // Nothing of a reply that fails verification is used, not even as an acknowledgement:
         // it counts as a failed heartbeat and everything is sent again.
         let (reply, signingKey) = try verifiedReply(response, nonce: nonce, requestAge: (ContinuousClock.now - sent).inSeconds)
-        state.epsilonSpent = spent
+        if request.acceptedManifest != nil { resyncNeeded = false }
+        state.epsilonSpent = release.epsilonSpent
         state.privacy = reply.privacy
-        aggregates.acknowledge(windows)
-        aggregates.acknowledgeShadow(shadowReports)
+        aggregates.acknowledge(release.batch)
         for sent in reports { if let index = state.pendingReports.firstIndex(of: sent) { state.pendingReports.remove(at: index) } }
         for sent in events { if let index = state.pendingEvents.firstIndex(of: sent) { state.pendingEvents.remove(at: index) } }
         // Best effort: on a full disk the heartbeat still follows key rotations and the
@@ -217,7 +230,11 @@ public actor AgentRuntime {
             let verifier = try ManifestVerifier(publicKeyBase64: identity.publicKey, fleetID: identity.fleetID, deviceID: identity.deviceID)
             manifest = try verifier.verify(signed, lastAccepted: state.lastAcceptedSequence)
         } catch let error as ManifestError {
-            if case .notNewer = error, source == "heartbeat" { return nil }  // converged already
+            if case .notNewer(let sequence, let lastAccepted) = error, source == "heartbeat" {
+                // Equal: converged already. Older: the controller lost what it signed last.
+                if sequence < lastAccepted, state.lastAcceptedManifest != nil { resyncNeeded = true }
+                return nil
+            }
             let reason = "\(source) manifest refused: \(error)"
             logger.warning("\(reason)")
             appendEvent(DeviceEvent(at: now, kind: "manifest_refused", message: String(reason.prefix(500))))
@@ -233,9 +250,9 @@ public actor AgentRuntime {
         installing = true
         defer { installing = false }
         if manifest.shadow == true {
-            await installShadow(manifest)
+            await installShadow(manifest, signed: signed)
         } else {
-            await install(manifest)
+            await install(manifest, signed: signed)
         }
         return nil
     }
@@ -289,7 +306,7 @@ public actor AgentRuntime {
         }
     }
 
-    private func install(_ manifest: DeploymentManifest) async {
+    private func install(_ manifest: DeploymentManifest, signed: SignedManifest) async {
         let installed = InstalledModel(name: manifest.model, version: manifest.version, sha256: manifest.sha256.lowercased(), sequence: manifest.sequence)
         logger.info("installing \(manifest.model) \(manifest.version) (sequence \(manifest.sequence))")
         let target = files.modelURL(sha256: installed.sha256)
@@ -306,6 +323,7 @@ public actor AgentRuntime {
             if next.active?.sha256 != installed.sha256 { next.previous = next.active }
             next.active = installed
             next.lastAcceptedSequence = manifest.sequence
+            next.lastAcceptedManifest = signed
             next.failedSequence = nil
             next.failedAt = nil
             next.probation = next.previous == nil ? nil
@@ -359,7 +377,7 @@ public actor AgentRuntime {
 
     /// Installs a model for shadow evaluation: same checks as an activation, but it only
     /// runs next to the active model and its results are never served.
-    private func installShadow(_ manifest: DeploymentManifest) async {
+    private func installShadow(_ manifest: DeploymentManifest, signed: SignedManifest) async {
         let installed = InstalledModel(name: manifest.model, version: manifest.version, sha256: manifest.sha256.lowercased(), sequence: manifest.sequence)
         let target = files.modelURL(sha256: installed.sha256)
         do {
@@ -372,6 +390,7 @@ public actor AgentRuntime {
             }
             state.shadow = installed
             state.lastAcceptedSequence = manifest.sequence
+            state.lastAcceptedManifest = signed
             try saveState()
             runner.setShadow(loaded)
             logger.info("shadow-evaluating \(manifest.model) \(manifest.version)")
@@ -499,11 +518,17 @@ public actor AgentRuntime {
         public var lastAcceptedSequence: Int64
         public var bufferedWindows: Int
         public var pendingReports: Int
+        /// Epsilon charged for released noise so far, and this device's limit if it has one.
+        public var epsilonSpent: Double
+        public var epsilonBudget: Double?
+        /// Why the device holds its counts back (e.g. its budget is spent); nil: it releases.
+        public var releasesWithheld: String?
     }
 
     public func status() -> Status {
         Status(deviceID: identity?.deviceID, fleetID: identity?.fleetID, active: state.active?.activeModel, previous: state.previous?.activeModel,
-               shadow: state.shadow?.activeModel, lastAcceptedSequence: state.lastAcceptedSequence, bufferedWindows: aggregates.count, pendingReports: state.pendingReports.count)
+               shadow: state.shadow?.activeModel, lastAcceptedSequence: state.lastAcceptedSequence, bufferedWindows: aggregates.count, pendingReports: state.pendingReports.count,
+               epsilonSpent: aggregates.epsilonSpent, epsilonBudget: configuration.epsilonBudget, releasesWithheld: aggregates.releasesWithheld)
     }
 
     public func persistAggregates() { try? aggregates.persist() }

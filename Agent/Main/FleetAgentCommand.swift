@@ -62,6 +62,8 @@ struct Run: AsyncParsableCommand {
     var metricsListen: String? = environment("BITFLEET_AGENT_METRICS_LISTEN")
     @Option(help: "Seconds an idle connection to the agent's listeners stays open.")
     var idleTimeout: Double = 10
+    @Option(help: "Most differential-privacy epsilon this device releases over its life; once spent it keeps inferring but sends no more counts, and says so in its status (default: no limit).")
+    var epsilonBudget: Double?
     @Option(help: "Log level (trace ... error).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
@@ -114,6 +116,12 @@ struct Run: AsyncParsableCommand {
         limited.controllerKeyFingerprint = fingerprint
         limited.metricsHost = metricsAddress?.0
         limited.metricsPort = metricsAddress?.1
+        if let epsilonBudget {
+            guard epsilonBudget.isFinite, epsilonBudget >= 0 else {
+                throw ValidationError("--epsilon-budget must be a finite number >= 0, got \(epsilonBudget)")
+            }
+            limited.epsilonBudget = epsilonBudget
+        }
         if limited.caCertificatePath != nil, controllerURL.scheme != "https" {
             throw ValidationError("--ca-certificate is for an https:// controller, got \(controller)")
         }

@@ -51,6 +51,18 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Double = 2
     @Option(help: "Days the privacy ledger keeps an entry per heartbeat before it is deleted.")
     var ledgerRetentionDays: Double = 30
+    @Option(help: "Days the audit log keeps an entry.")
+    var auditRetentionDays: Double = 365
+    @Option(help: "Days device events (refused manifests, install failures...) are kept.")
+    var eventRetentionDays: Double = 30
+    @Option(help: "Days aggregate metric windows are kept (by window end).")
+    var metricsRetentionDays: Double = 90
+    @Option(help: "Most inferences per second one device can plausibly run; counts above it times the time they cover are refused.")
+    var maxInferenceRate: Double = 50_000
+    @Option(help: "Items (heartbeats, reports, events, windows) one device may send at once before it gets 429.")
+    var deviceIngestBurst: Double = 12_000
+    @Option(help: "Items one device regains per minute after its burst is spent.")
+    var deviceIngestPerMinute: Double = 600
     @Option(help: "Model blob transfers streamed at once; more wait their turn (bounds memory when a whole fleet downloads).")
     var maxConcurrentTransfers = 32
     @Option(help: "Model blob requests that may wait for a transfer slot; more are answered 503 with Retry-After (devices come back).")
@@ -88,6 +100,16 @@ struct Serve: AsyncParsableCommand {
         }
         configuration.idleTimeout = idleTimeout
         configuration.ledgerRetentionDays = ledgerRetentionDays
+        guard [auditRetentionDays, eventRetentionDays, metricsRetentionDays, maxInferenceRate, deviceIngestBurst, deviceIngestPerMinute]
+            .allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw ValidationError("--audit-retention-days, --event-retention-days, --metrics-retention-days, --max-inference-rate, --device-ingest-burst and --device-ingest-per-minute must be positive")
+        }
+        configuration.auditRetentionDays = auditRetentionDays
+        configuration.eventRetentionDays = eventRetentionDays
+        configuration.metricsRetentionDays = metricsRetentionDays
+        configuration.maxInferencesPerSecond = maxInferenceRate
+        configuration.deviceIngestBurst = deviceIngestBurst
+        configuration.deviceIngestPerMinute = deviceIngestPerMinute
         let environment = ProcessInfo.processInfo.environment
         configuration.tlsCertificatePath = tlsCertificate ?? environment["BITFLEET_TLS_CERTIFICATE"]
         configuration.tlsKeyPath = tlsKey ?? environment["BITFLEET_TLS_KEY"]

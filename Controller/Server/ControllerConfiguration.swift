@@ -23,6 +23,19 @@ public struct ControllerConfiguration: Sendable {
     public var idleTimeout: Double = 2
     /// Days the privacy ledger keeps each heartbeat's entry.
     public var ledgerRetentionDays: Double = 30
+    /// Days the audit log, device events and metric windows are kept (RecordRetention).
+    public var auditRetentionDays: Double = 365
+    public var eventRetentionDays: Double = 30
+    public var metricsRetentionDays: Double = 90
+    /// Most inferences per second one device can plausibly run: counts above this times
+    /// the time they cover are refused at ingestion (IngestionPlausibility).
+    public var maxInferencesPerSecond: Double = 50_000
+    /// Per-device ingestion budget: a heartbeat costs 1 plus its reports, events, windows
+    /// and shadow reports; a device may spend `deviceIngestBurst` at once and regains
+    /// `deviceIngestPerMinute` a minute (DeviceIngestLimiter). An honest agent spends a few
+    /// a minute.
+    public var deviceIngestBurst: Double = 12_000
+    public var deviceIngestPerMinute: Double = 600
     /// Blob downloads streamed at the same time (each holds a chunk and NIO's write buffer,
     /// about 150 KB). 32 Raspberry Pis on Wi-Fi at 30 Mbit/s each already fill a gigabit
     /// uplink; more slots only add memory.

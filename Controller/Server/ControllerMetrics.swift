@@ -14,6 +14,10 @@ final class ControllerMetrics: Sendable {
     let pushesFailed: Counter
     let heartbeatDuration: DurationHistogram
     let blobRequestsShed: Counter
+    /// Aggregate windows and shadow reports refused as implausible (IngestionPlausibility).
+    let refusedCounts: Counter
+    /// Devices that proved a sequence above the controller's counter (SequenceResync).
+    let sequenceResyncs: Counter
     private static let latencyBuckets: [Duration] = [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
                                                      .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
                                                      .milliseconds(500), .seconds(1), .seconds(5)]
@@ -26,6 +30,10 @@ final class ControllerMetrics: Sendable {
                                             labels: [("result", "failed")])
         blobRequestsShed = registry.makeCounter(descriptor: Self.name("blob_requests_shed", "total",
                                                                               "Blob requests answered 503 because the download queue was full"))
+        refusedCounts = registry.makeCounter(descriptor: Self.name("refused_device_counts", "total",
+                                                                   "Aggregate windows and shadow reports refused as implausible"))
+        sequenceResyncs = registry.makeCounter(descriptor: Self.name("sequence_resyncs", "total",
+                                                                     "Devices that had accepted a manifest sequence above the controller's counter"))
         heartbeatDuration = registry.makeDurationHistogram(descriptor: Self.name("heartbeat_db", "seconds", "Database time spent on one heartbeat"),
                                                            buckets: Self.latencyBuckets)
     }

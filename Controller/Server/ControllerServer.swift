@@ -113,24 +113,27 @@ public enum ControllerServer {
         router.add(middleware: ErrorMiddleware(databasePath: directory.databasePath))
         router.add(middleware: MetricsMiddleware(metrics: service.metrics))
         let throttle = AuthThrottle(limit: configuration.authFailureLimit)
+        let refusals = AuditRefusalLimiter()
         let adminAuth = AuthMiddleware(required: .admin, service: service, throttle: throttle) { try await store.setting(adminTokenSetting) }
         let deviceAuth = AuthMiddleware(required: .device, service: service, throttle: throttle) { nil }
         for spec in routes.specs {
             let path = RouterPath(spec.path)
             switch spec.access {
             case .admin:
-                router.group().add(middleware: AuditMiddleware(store: store, clock: service.clock)).add(middleware: adminAuth)
+                router.group().add(middleware: AuditMiddleware(store: store, clock: service.clock, refusals: refusals)).add(middleware: adminAuth)
                     .on(path, method: spec.method, use: spec.handler)
             case .device:
                 router.group().add(middleware: deviceAuth).on(path, method: spec.method, use: spec.handler)
-            case .enrollment, .anonymous:
+            case .enrollment:
+                router.group().add(middleware: EnrollmentThrottle(throttle: throttle, clock: service.clock)).on(path, method: spec.method, use: spec.handler)
+            case .anonymous:
                 router.on(path, method: spec.method, use: spec.handler)
             }
         }
 
         // The dashboard: HTML pages behind a session cookie (see Dashboard/).
         let sessions = DashboardSessions(store: store, clock: service.clock)
-        let pages = DashboardPages(service: service, rollouts: routes.rollouts, sessions: sessions, throttle: throttle)
+        let pages = DashboardPages(service: service, rollouts: routes.rollouts, sessions: sessions, throttle: throttle, refusals: refusals)
         router.get("/login", use: pages.loginForm)
         router.post("/login") { request, context in
             try await pages.login(request, context, adminTokenHash: try await store.setting(adminTokenSetting))
@@ -168,7 +171,7 @@ public enum ControllerServer {
             group.addTask { await pushes.run() }
             group.addTask { await routes.rollouts.run() }
             group.addTask { await UnreachableDevices(service: service, logger: logger).run() }
-            group.addTask { await LedgerRetention(service: service, logger: logger).run() }
+            group.addTask { await RecordRetention(service: service, logger: logger).run() }
             try await group.next()
             group.cancelAll()
         }

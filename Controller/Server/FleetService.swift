@@ -18,6 +18,7 @@ struct FleetService: Sendable {
     let clock: @Sendable () -> Date
     let metrics = ControllerMetrics()
     let caches = HeartbeatCaches()
+    let ingest = DeviceIngestLimiter()
     var transfers = TransferLimiter(permits: 32, queueLimit: 32)
 
     // MARK: Registry
@@ -128,24 +129,38 @@ struct FleetService: Sendable {
         guard let token = try await store.consumeEnrollmentToken(hash: Secrets.hash(secretPart), deviceID: deviceID, now: clock()) else {
             throw APIError(.unauthorized, "invalid_enrollment_token", "the enrollment token is unknown, expired or already used")
         }
-        var labels = (try? FleetJSON.decoder.decode([String: String].self, from: Data(token.labelsJSON.utf8))) ?? [:]
-        labels.merge(request.labels) { _, new in new }
+        // The token's labels are the device's; what the device asks for is kept apart, so a
+        // device cannot place itself into `ring=canary` or another site's deployments.
+        let labels = (try? FleetJSON.decoder.decode([String: String].self, from: Data(token.labelsJSON.utf8))) ?? [:]
+        let proposed = request.labels.count <= 50 && request.labels.allSatisfy({ $0.key.count <= 100 && $0.value.count <= 200 }) ? request.labels : [:]
         let secret = Secrets.randomToken()
         let credential = "\(deviceID).\(secret)"
         try await store.insertDevice(DeviceRecord(
             id: deviceID, name: request.name, labelsJSON: String(decoding: try FleetJSON.encoder.encode(labels), as: UTF8.self),
             credentialHash: Secrets.hash(secret), enrolledAt: clock(), lastSeen: clock(), agentVersion: request.agentVersion,
-            pushURL: pushURL, activeModelJSON: nil, desiredDeploymentID: nil, revoked: false))
+            pushURL: pushURL, activeModelJSON: nil, desiredDeploymentID: nil, revoked: false,
+            proposedLabelsJSON: String(decoding: try FleetJSON.encoder.encode(proposed), as: UTF8.self)))
         let receipt = try signer.sign(EnrollmentReceipt(fleetID: fleetID, deviceID: deviceID, tokenSHA256: Secrets.hash(secretPart),
                                                         credentialSHA256: Secrets.hash(credential)))
         return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64,
                               keyAnnouncements: announcements.isEmpty ? nil : announcements, receipt: receipt)
     }
 
+    /// The controller connects to this URL, so it is the one thing a device names that the
+    /// controller acts on: http(s), a host, an optional port and path, nothing else. A query,
+    /// fragment or user info has no use for a push and widened the blind SSRF a stolen
+    /// credential gives.
     static func validatedPushURL(_ text: String) throws -> String {
         if text.isEmpty { return "" }
-        guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil, text.count <= 500 else {
-            throw APIError(.badRequest, "invalid_push_url", "push URL '\(text.prefix(100))' is not an http(s) URL")
+        guard text.count <= 500, let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(),
+              scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty else {
+            throw APIError(.badRequest, "invalid_push_url", "push URL '\(text.prefix(100))' is not an http(s) URL with a host")
+        }
+        guard url.query == nil, url.fragment == nil, url.user == nil, url.password == nil, !text.contains("?"), !text.contains("#") else {
+            throw APIError(.badRequest, "invalid_push_url", "push URL '\(text.prefix(100))' may not have a query, fragment or user info")
+        }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }) else {
+            throw APIError(.badRequest, "invalid_push_url", "push URL contains spaces or control characters")
         }
         return text
     }
@@ -158,15 +173,19 @@ struct FleetService: Sendable {
         if let known = caches.authenticatedDevice(id: deviceID) {
             return Secrets.constantTimeEquals(known.credentialHash, secretHash) ? known : nil
         }
+        let generation = caches.revocationGeneration
         guard let device = try await store.device(id: deviceID), !device.revoked,
               Secrets.constantTimeEquals(device.credentialHash, secretHash) else {
             return nil
         }
-        caches.remember(authenticated: device)
+        caches.remember(authenticated: device, generation: generation)
         return device
     }
 
-    /// Revokes at once: the credential cache forgets the device before the answer.
+    /// Revokes at once: the credential cache forgets the device before the store write and
+    /// again after it, and a lookup racing the write cannot re-cache it (HeartbeatCaches).
+    /// A request already authenticated when the revocation commits may still finish; none
+    /// that authenticates after the answer succeeds.
     func revokeDevice(id: String) async throws -> Bool {
         caches.forget(device: id)
         defer { caches.forget(device: id) }
@@ -186,6 +205,7 @@ struct FleetService: Sendable {
         guard request.reports.count <= 1000, request.aggregates.count <= 10_000, request.events.count <= 1000, request.shadow.count <= 100 else {
             throw APIError(.contentTooLarge, "too_many_items", "at most 1000 reports, 10000 aggregate windows, 1000 events and 100 shadow reports per heartbeat")
         }
+        try admitIngest(device: device, items: 1 + request.reports.count + request.aggregates.count + request.events.count + request.shadow.count)
         guard request.shadow.allSatisfy(\.isWellFormed) else {
             throw APIError(.badRequest, "invalid_shadow", "a shadow report is malformed")
         }
@@ -195,10 +215,16 @@ struct FleetService: Sendable {
         let pushURL = try Self.validatedPushURL(request.pushURL)
         let activeJSON = try request.activeModel.map { String(decoding: try FleetJSON.encoder.encode($0), as: UTF8.self) }
         let now = clock()
+        let plausible = try await plausibleCounts(of: request, device: device, now: now)
+        var device = device
+        if let proof = request.acceptedManifest {
+            try await resynchronise(device: device, proof: proof, now: now)
+            device = try await store.device(id: device.id) ?? device
+        }
         let desiredID = try await store.ingestHeartbeat(HeartbeatWrite(
             deviceID: device.id, now: now, agentVersion: String(request.agentVersion.prefix(100)), pushURL: pushURL,
-            activeModelJSON: activeJSON, reports: request.reports, shadow: request.shadow, events: request.events,
-            aggregates: request.aggregates, upload: Self.ledgerEntry(request, bytes: bytes, at: now)))
+            activeModelJSON: activeJSON, reports: request.reports, shadow: plausible.shadow, events: request.events + plausible.refusals,
+            aggregates: plausible.aggregates, upload: Self.ledgerEntry(request, bytes: bytes, at: now)))
         var desired: SignedManifest?
         if let desiredID, let (deployment, model) = try await cachedDeployment(id: desiredID),
            request.activeModel?.sequence != deployment.sequence {
@@ -220,6 +246,43 @@ struct FleetService: Sendable {
         }
         return HeartbeatResponse(desired: desired, heartbeatInterval: configuration.heartbeatInterval, keyAnnouncements: keys,
                                  privacy: privacy, signed: signed)
+    }
+
+    /// Charges a device's ingestion budget (DeviceIngestLimiter), or refuses with 429.
+    func admitIngest(device: DeviceRecord, items: Int) throws {
+        let burst = configuration.deviceIngestBurst, perMinute = configuration.deviceIngestPerMinute
+        guard ingest.admit(device.id, cost: items, burst: burst, perMinute: perMinute, now: clock()) else {
+            var error = APIError(.tooManyRequests, "device_rate_limited",
+                                 "device \(device.id) sent more than its ingestion budget (\(Int(burst)) items at once, \(Int(perMinute)) a minute); nothing was stored")
+            error.retryAfter = ingest.retryAfter(device.id, cost: items, perMinute: perMinute)
+            throw error
+        }
+    }
+
+    /// The heartbeat's windows and shadow reports that a device could honestly have sent,
+    /// and a device event for each one refused (so the operator sees a device lying).
+    private func plausibleCounts(of request: HeartbeatRequest, device: DeviceRecord, now: Date)
+        async throws -> (aggregates: [AggregateWindow], shadow: [ShadowReport], refusals: [DeviceEvent]) {
+        guard !request.aggregates.isEmpty || !request.shadow.isEmpty else { return ([], [], []) }
+        let check = IngestionPlausibility(maxInferencesPerSecond: configuration.maxInferencesPerSecond)
+        let privacy = try await caches.setting("privacy") { try await privacySettings() }
+        var refusals: [DeviceEvent] = []
+        var aggregates = request.aggregates.filter { window in
+            guard let reason = check.refusal(of: window, device: device, now: now, privacy: privacy) else { return true }
+            refusals.append(DeviceEvent(at: now, kind: "refused_aggregate", message: "controller refused a window of \(window.model.prefix(100)) \(window.version.prefix(100)): \(reason)"))
+            return false
+        }
+        if let reason = check.refusal(ofTotal: aggregates, device: device, now: now, privacy: privacy) {
+            refusals.append(DeviceEvent(at: now, kind: "refused_aggregate", message: "controller refused all windows of a heartbeat: \(reason)"))
+            aggregates = []
+        }
+        let shadow = request.shadow.filter { report in
+            guard let reason = check.refusal(of: report, device: device, now: now, privacy: privacy) else { return true }
+            refusals.append(DeviceEvent(at: now, kind: "refused_shadow", message: "controller refused a shadow report for sequence \(report.sequence): \(reason)"))
+            return false
+        }
+        if !refusals.isEmpty { metrics.refusedCounts.increment(by: Int64(refusals.count)) }
+        return (aggregates, shadow, refusals)
     }
 
     /// Deployments and their models never change once created, so they are read once.
@@ -328,6 +391,8 @@ struct FleetService: Sendable {
         if !request.reports.isEmpty { fields.append("deployment reports: \(request.reports.count)") }
         if !request.events.isEmpty { fields.append("events: \(request.events.count)") }
         if !request.shadow.isEmpty { fields.append("shadow-evaluation counts: \(request.shadow.count)") }
+        if let budget = request.epsilonBudget { fields.append("epsilon budget: \(budget)") }
+        if let withheld = request.releasesWithheld { fields.append("counts withheld: \(String(withheld.prefix(300)))") }
         return UploadRecord(at: at, bytes: bytes, fields: fields, epsilonSpent: request.epsilonSpent)
     }
 
@@ -351,9 +416,12 @@ struct FleetService: Sendable {
             reason = row?.reason
             sequence = try await store.deployment(id: deploymentID)?.sequence
         }
-        return DeviceInfo(id: device.id, name: device.name, labels: device.labels, enrolledAt: device.enrolledAt, lastSeen: device.lastSeen,
-                          status: status(of: device, now: clock()), agentVersion: device.agentVersion, pushURL: device.pushURL,
-                          activeModel: device.activeModel, desiredSequence: sequence, deploymentState: state, deploymentReason: reason)
+        var info = DeviceInfo(id: device.id, name: device.name, labels: device.labels, enrolledAt: device.enrolledAt, lastSeen: device.lastSeen,
+                              status: status(of: device, now: clock()), agentVersion: device.agentVersion, pushURL: device.pushURL,
+                              activeModel: device.activeModel, desiredSequence: sequence, deploymentState: state, deploymentReason: reason)
+        let proposed = device.proposedLabels
+        info.proposedLabels = proposed.isEmpty ? nil : proposed
+        return info
     }
 
     func fleetStatus() async throws -> FleetStatus {

@@ -4,7 +4,8 @@ import Foundation
 /// What heartbeats read over and over, kept in memory so that a heartbeat costs one
 /// write transaction and no read:
 /// - devices that authenticated (their credential hash; the record only for its id, as
-///   routes take everything else from the store), forgotten when revoked;
+///   routes take everything else from the store), forgotten when revoked and after
+///   `deviceLifetime` (so a revocation made by another process is seen within it);
 /// - deployments and models, which never change once created;
 /// - signed manifests per device and deployment (Ed25519 signing is the most expensive
 ///   step of a heartbeat that has to carry one);
@@ -17,25 +18,44 @@ final class HeartbeatCaches: @unchecked Sendable {
     private var deployments: [Int64: (DeploymentRecord, ModelRecord)] = [:]
     private var manifests: [String: SignedManifest] = [:]
     private var settings: [String: (value: any Sendable, until: Date)] = [:]
-    private var devices: [String: DeviceRecord] = [:]
+    private var devices: [String: (device: DeviceRecord, until: Date)] = [:]
+    /// Bumped by every revocation. A lookup that read the store before a revocation
+    /// finished must not cache what it read: it may be the device as it was just before.
+    private var revocations: UInt64 = 0
+    let deviceLifetime: TimeInterval = 60
     private let maxDevices = 200_000
     /// About 1 KB per manifest: bounded well below the controller's memory budget.
     private let maxManifests = 50_000
     private let settingLifetime: TimeInterval = 5
 
-    func authenticatedDevice(id: String) -> DeviceRecord? {
-        lock.withLock { devices[id] }
+    func authenticatedDevice(id: String, now: Date = Date()) -> DeviceRecord? {
+        lock.withLock {
+            guard let entry = devices[id] else { return nil }
+            guard entry.until > now else {
+                devices[id] = nil
+                return nil
+            }
+            return entry.device
+        }
     }
 
-    func remember(authenticated device: DeviceRecord) {
+    /// Taken before a lookup in the store; `remember` caches only if no revocation
+    /// happened since.
+    var revocationGeneration: UInt64 { lock.withLock { revocations } }
+
+    func remember(authenticated device: DeviceRecord, generation: UInt64, now: Date = Date()) {
         lock.withLock {
+            guard generation == revocations, !device.revoked else { return }
             if devices.count >= maxDevices { devices.removeAll(keepingCapacity: true) }
-            devices[device.id] = device
+            devices[device.id] = (device, now.addingTimeInterval(deviceLifetime))
         }
     }
 
     func forget(device id: String) {
-        lock.withLock { devices[id] = nil }
+        lock.withLock {
+            revocations &+= 1
+            devices[id] = nil
+        }
     }
 
     func deployment(id: Int64) -> (DeploymentRecord, ModelRecord)? {

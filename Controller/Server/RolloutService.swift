@@ -206,20 +206,23 @@ struct RolloutService: Sendable {
         return try await rollBack(rollout, reason: "rolled back by an operator")
     }
 
-    /// Shadow counts summed over `devices` (or all devices of the rollout).
+    /// Shadow counts of `devices` (or all devices of the rollout), each device's weight
+    /// capped as the gate's (ShadowGateWeighting).
     func shadowSummary(_ rollout: RolloutRecord, devices: Set<String>? = nil) async throws -> ShadowSummary {
-        var total: ShadowReport?
-        for stat in try await store.shadowStats(deploymentID: rollout.deploymentID) where devices?.contains(stat.deviceID) ?? true {
-            guard let report = stat.report else { continue }
-            if total == nil { total = ShadowReport(sequence: report.sequence, classes: report.classes) }
-            total!.merge(report)
+        let reports = try await store.shadowStats(deploymentID: rollout.deploymentID)
+            .filter { devices?.contains($0.deviceID) ?? true }.compactMap(\.report)
+        let cap = rollout.shadowGate.map {
+            ShadowGateWeighting.cap(minSamples: $0.minSamples, devices: devices?.count ?? rollout.targetDevices.count)
         }
-        let t = total ?? ShadowReport(sequence: 0, classes: 0)
-        return ShadowSummary(samples: t.samples, agreements: t.agreements,
-                             agreement: t.samples > 0 ? Double(t.agreements) / Double(t.samples) : nil,
-                             meanConfidenceDelta: t.samples > 0 ? t.confidenceDeltaSum / Double(t.samples) : nil,
-                             meanLatencyDeltaMs: t.samples > 0 ? t.latencyDeltaSumMs / Double(t.samples) : nil,
-                             classes: t.classes, confusion: t.confusion)
+        return ShadowGateWeighting.summary(of: reports, cap: cap)
+    }
+
+    /// Share of samples on which the models agreed. Noised counts (docs/PRIVACY.md) can be
+    /// negative, or agreements can exceed samples, so the share is clamped to 0...1, and
+    /// there is none until the samples are positive.
+    static func agreement(agreements: Int, samples: Int) -> Double? {
+        guard samples > 0 else { return nil }
+        return min(max(Double(agreements) / Double(samples), 0), 1)
     }
 
     func info(_ rollout: RolloutRecord) async throws -> RolloutInfo {

@@ -166,10 +166,20 @@ public struct HeartbeatRequest: Codable, Sendable {
     public var events: [DeviceEvent]
     /// Shadow-evaluation counts since the last heartbeat.
     public var shadow: [ShadowReport]
-    /// Total differential-privacy epsilon this device has spent on released windows.
+    /// Total differential-privacy epsilon this device has spent on released windows and
+    /// shadow reports (charged when the noise is drawn, once per release).
     public var epsilonSpent: Double?
+    /// The newest manifest this device accepted, sent when the controller offers one that
+    /// is not newer (it lost deployments: power loss, a restored backup). Its signature
+    /// proves the sequence, and the controller resynchronises (SequenceResync).
+    public var acceptedManifest: SignedManifest?
     /// Random, fresh per heartbeat; the signed reply echoes it (see `HeartbeatReply`).
     public var nonce: String?
+    /// The device's own limit (`fleet-agent --epsilon-budget`), if it has one.
+    public var epsilonBudget: Double?
+    /// Why the device is holding its counts back instead of releasing them, e.g. its
+    /// epsilon budget is spent; nil while it releases normally.
+    public var releasesWithheld: String?
     public init(agentVersion: String, pushURL: String, activeModel: ActiveModel?, reports: [DeploymentReport],
                 aggregates: [AggregateWindow], events: [DeviceEvent], shadow: [ShadowReport] = []) {
         self.shadow = shadow
@@ -217,6 +227,18 @@ public struct ShadowReport: Codable, Sendable, Equatable {
     public var classes: Int
     public var confidenceDeltaSum: Double
     public var latencyDeltaSumMs: Double
+    /// The privacy mechanisms applied on the device, as for aggregate windows; noisy counts
+    /// may be negative and agreements may exceed samples.
+    public var privacy: String?
+    /// Confusion cells withheld under the fleet's minimum count (sent as 0).
+    public var suppressedCells: [Int]?
+    /// Random id of this release, drawn with its noise and resent with it: the controller
+    /// adds a report once however often a lost reply makes the agent send it.
+    public var releaseID: String?
+
+    /// Each sample's latency difference counts at most this much (ms) either way, so one
+    /// inference has a bounded effect on the sum and the noise can be calibrated to it.
+    public static let latencyDeltaClampMs = 100.0
 
     public init(sequence: Int64, classes: Int) {
         self.sequence = sequence
@@ -232,22 +254,30 @@ public struct ShadowReport: Codable, Sendable, Equatable {
         samples += 1
         if activeClass == shadowClass { agreements += 1 }
         if activeClass < classes && shadowClass < classes { confusion[activeClass * classes + shadowClass] += 1 }
-        confidenceDeltaSum += confidenceDelta
-        latencyDeltaSumMs += latencyDeltaMs
+        // Confidences lie in [0, 1], so a difference in [-1, 1]; anything else is clamped.
+        confidenceDeltaSum += confidenceDelta.isFinite ? min(max(confidenceDelta, -1), 1) : 0
+        let clamp = Self.latencyDeltaClampMs
+        latencyDeltaSumMs += latencyDeltaMs.isFinite ? min(max(latencyDeltaMs, -clamp), clamp) : 0
     }
 
     public mutating func merge(_ other: ShadowReport) {
-        samples += other.samples
-        agreements += other.agreements
-        if confusion.count == other.confusion.count { for i in confusion.indices { confusion[i] += other.confusion[i] } }
+        // Saturating: the controller merges reports from devices, which it cannot trust.
+        samples.saturatingAdd(other.samples)
+        agreements.saturatingAdd(other.agreements)
+        if confusion.count == other.confusion.count { confusion.saturatingAdd(other.confusion) }
         confidenceDeltaSum += other.confidenceDeltaSum
         latencyDeltaSumMs += other.latencyDeltaSumMs
     }
 
     public var isWellFormed: Bool {
-        samples >= 0 && agreements >= 0 && agreements <= samples && classes >= 0 && classes <= 10_000
-            && confusion.count == classes * classes && confusion.allSatisfy { $0 >= 0 }
+        // Noisy counts (privacy "laplace ...") may be negative, within the noisy-count bound.
+        let noisy = privacy?.contains("laplace") == true
+        let counts = [samples, agreements] + confusion
+        let exactShape = samples >= 0 && agreements >= 0 && agreements <= samples && confusion.allSatisfy { $0 >= 0 }
+        return (noisy || exactShape) && counts.allSatisfy { abs($0) < 1 << 40 } && classes >= 0 && classes <= 10_000
+            && confusion.count == classes * classes
             && confidenceDeltaSum.isFinite && latencyDeltaSumMs.isFinite
+            && (privacy?.count ?? 0) <= 200 && (suppressedCells?.count ?? 0) <= confusion.count && (releaseID?.count ?? 0) <= 64
     }
 }
 
@@ -256,7 +286,10 @@ public struct ShadowReport: Codable, Sendable, Equatable {
 public struct DeviceInfo: Codable, Sendable, Equatable {
     public var id: String
     public var name: String
+    /// The enrollment token's labels: what deployments and rollouts target.
     public var labels: [String: String]
+    /// Labels the device asked for when it enrolled; shown, never targeted.
+    public var proposedLabels: [String: String]?
     public var enrolledAt: Date
     public var lastSeen: Date?
     /// online, stale or offline (by last heartbeat), or revoked.

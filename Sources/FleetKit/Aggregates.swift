@@ -25,6 +25,9 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
     public var privacy: String?
     /// Classes whose count was below the fleet's minimum and is withheld (sent as 0).
     public var suppressedClasses: [Int]?
+    /// With suppression of exact counts: the withheld classes' inferences together, itself
+    /// 0 or at least the minimum, so `inferences` is the sum of the released parts.
+    public var suppressedCount: Int?
 
     public init(start: Date, end: Date, model: String, version: String, classes: Int) {
         self.start = start
@@ -53,27 +56,25 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
     public mutating func merge(_ other: AggregateWindow) {
         start = min(start, other.start)
         end = max(end, other.end)
-        inferences += other.inferences
-        errors += other.errors
-        func add(_ a: inout [Int], _ b: [Int]) {
-            if a.count < b.count { a += [Int](repeating: 0, count: b.count - a.count) }
-            for i in b.indices { a[i] += b[i] }
-        }
-        add(&classCounts, other.classCounts)
+        // Saturating: on the controller these are sums over devices (SaturatingCounts.swift).
+        inferences.saturatingAdd(other.inferences)
+        errors.saturatingAdd(other.errors)
+        classCounts.saturatingAdd(other.classCounts)
         if privacy == nil { privacy = other.privacy }
-        add(&latencyHistogram, other.latencyHistogram)
-        add(&confidenceHistogram, other.confidenceHistogram)
+        latencyHistogram.saturatingAdd(other.latencyHistogram)
+        confidenceHistogram.saturatingAdd(other.confidenceHistogram)
     }
 
     /// Percentile of latency estimated from the histogram (upper bucket bound).
     public static func latencyPercentile(_ histogram: [Int], _ p: Double) -> Double? {
-        let total = histogram.reduce(0, +)
+        // Noisy counts can be negative; they carry no mass here.
+        let total = histogram.map { Swift.max($0, 0) }.saturatingSum
         guard total > 0 else { return nil }
-        let rank = Int((Double(total) * p).rounded(.up))
+        let rank = Int((Double(total) * p).rounded(.up).clamped(to: 1...Double(Int.max / 2)))
         var seen = 0
         for (index, count) in histogram.enumerated() {
-            seen += count
-            if seen >= max(rank, 1) {
+            seen.saturatingAdd(Swift.max(count, 0))
+            if seen >= rank {
                 return index < latencyBucketsMs.count ? latencyBucketsMs[index] : latencyBucketsMs.last! * 2
             }
         }
@@ -88,5 +89,10 @@ public struct AggregateWindow: Codable, Sendable, Equatable {
             && classCounts.count <= 100_000 && latencyHistogram.count == Self.latencyBucketsMs.count + 1
             && confidenceHistogram.count == Self.confidenceBuckets && start <= end && model.count <= 256 && version.count <= 256
             && (privacy?.count ?? 0) <= 200 && (suppressedClasses?.count ?? 0) <= classCounts.count
+            && (suppressedCount.map { $0 >= 0 && $0 < 1 << 40 } ?? true)
     }
+}
+
+extension Double {
+    func clamped(to range: ClosedRange<Double>) -> Double { Swift.min(Swift.max(self, range.lowerBound), range.upperBound) }
 }

@@ -87,9 +87,15 @@ public struct ShadowSummary: Codable, Sendable, Equatable {
     public var meanLatencyDeltaMs: Double?
     public var classes: Int
     public var confusion: [Int]
+    /// Most samples one device counts for in `samples`/`agreements` (and so in the gate),
+    /// and how many devices reported more than that; `confusion` and the means are raw.
+    public var perDeviceCap: Int?
+    public var cappedDevices: Int?
 
     public init(samples: Int, agreements: Int, agreement: Double?, meanConfidenceDelta: Double?, meanLatencyDeltaMs: Double?,
-                classes: Int, confusion: [Int]) {
+                classes: Int, confusion: [Int], perDeviceCap: Int? = nil, cappedDevices: Int? = nil) {
+        self.perDeviceCap = perDeviceCap
+        self.cappedDevices = cappedDevices
         self.samples = samples
         self.agreements = agreements
         self.agreement = agreement

@@ -402,7 +402,7 @@ struct PrivacyCommand: AsyncParsableCommand {
         discussion: """
         Examples:
           fleetctl privacy
-          fleetctl privacy --min-count 5 --epsilon 1.0     # suppression below 5, Laplace noise, epsilon 1 per window
+          fleetctl privacy --min-count 5 --epsilon 1.0     # suppression below 5, Laplace noise, epsilon 1 per released window or shadow report
           fleetctl privacy --min-count 0 --no-noise         # both off
         """)
     @OptionGroup var options: ControllerOptions
@@ -421,7 +421,7 @@ struct PrivacyCommand: AsyncParsableCommand {
         }
         try options.emit(settings) {
             print("minimum count: \(settings.minCount == 0 ? "off" : "\(settings.minCount)")")
-            print("Laplace noise: \(settings.epsilon.map { "epsilon \($0) per window (scale \(PrivacySettings.sensitivity / $0))" } ?? "off")")
+            print("Laplace noise: \(settings.epsilon.map { "epsilon \($0) per released window or shadow report (scale \(PrivacySettings.sensitivity / $0))" } ?? "off")")
         }
     }
 }

@@ -165,9 +165,10 @@ def main():
     browser = None
     try:
         for name in ("b1", "b2", "b3"):
-            token = fleet.fleetctl("enroll-token", "create").strip()
+            # Labels come from the token (what a device asks for itself is never targeted).
+            token = fleet.fleetctl("enroll-token", "create", "--label", f"site={name}").strip()
             fleet.start(name, ["fleet-agent", "run", "--data-dir", f"{fleet.dir}/{name}", "--controller", fleet.url, "--listen", "127.0.0.1:0",
-                               "--name", name, "--heartbeat-interval", "1", "--enroll-token", token, "--label", f"site={name}"])
+                               "--name", name, "--heartbeat-interval", "1", "--enroll-token", token])
         deadline = time.time() + 30
         while time.time() < deadline and len([d for d in fleet.api("GET", "/api/v1/devices") if d["status"] == "online"]) < 3:
             time.sleep(0.2)

@@ -91,7 +91,7 @@ struct FleetServiceTests {
         let harness = try ServiceHarness()
         let device = try await enroll(harness, name: "a")
         let record = try #require(try await harness.store.device(id: device.deviceID))
-        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let start = Date(timeIntervalSince1970: 1_780_000_000)  // in the past: windows ending a day ahead are refused
         var window = AggregateWindow(start: start, end: start.addingTimeInterval(60), model: "m", version: "v1", classes: 3)
         window.record(predictedClass: 2, latencyMs: 3, confidence: 0.9)
         window.record(predictedClass: 0, latencyMs: 0.3, confidence: 0.4)

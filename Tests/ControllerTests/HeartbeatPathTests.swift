@@ -35,6 +35,58 @@ struct HeartbeatPathTests {
         #expect(try await harness.service.authenticateDevice(credential: device.credential) == nil)
     }
 
+    @Test("revocation under concurrent authentications: nothing authenticates after it returns, and a racing lookup cannot re-cache the device")
+    func revocationUnderConcurrency() async throws {
+        let harness = try ServiceHarness()
+        let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600, labels: [:]))
+        let device = try await harness.service.enroll(EnrollRequest(token: token.token, name: "a", labels: [:], pushURL: "", agentVersion: "t"))
+        let service = harness.service
+        let revoked = RevocationFlag()
+        // 8 tasks authenticating in a loop while the device is revoked; every success must
+        // have started before the revocation returned.
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var lateSuccesses = 0
+                    for _ in 0..<300 {
+                        let startedAfterRevocation = revoked.isSet
+                        if try await service.authenticateDevice(credential: device.credential) != nil, startedAfterRevocation { lateSuccesses += 1 }
+                    }
+                    return lateSuccesses
+                }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+            #expect(try await service.revokeDevice(id: device.deviceID))
+            revoked.set()
+            for try await late in group { #expect(late == 0, "authenticated after the revocation returned") }
+        }
+        // The race itself, step by step: a lookup that read the store before the revocation
+        // committed offers the unrevoked record to the cache afterwards.
+        let token2 = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600, labels: [:]))
+        let other = try await harness.service.enroll(EnrollRequest(token: token2.token, name: "b", labels: [:], pushURL: "", agentVersion: "t"))
+        let generation = harness.service.caches.revocationGeneration
+        let stale = try #require(try await harness.store.device(id: other.deviceID))
+        #expect(try await harness.service.revokeDevice(id: other.deviceID))
+        harness.service.caches.remember(authenticated: stale, generation: generation)
+        #expect(harness.service.caches.authenticatedDevice(id: other.deviceID) == nil)
+        #expect(try await harness.service.authenticateDevice(credential: other.credential) == nil)
+    }
+
+    @Test("a cached credential expires, so a revocation made elsewhere is seen within the cache lifetime")
+    func credentialCacheExpires() async throws {
+        let harness = try ServiceHarness()
+        let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600, labels: [:]))
+        let device = try await harness.service.enroll(EnrollRequest(token: token.token, name: "a", labels: [:], pushURL: "", agentVersion: "t"))
+        #expect(try await harness.service.authenticateDevice(credential: device.credential) != nil)
+        let caches = harness.service.caches
+        #expect(caches.authenticatedDevice(id: device.deviceID) != nil)
+        // Another process revokes in the database only (no cache of ours to clear).
+        _ = try await harness.store.revokeDevice(id: device.deviceID)
+        #expect(caches.authenticatedDevice(id: device.deviceID, now: Date().addingTimeInterval(caches.deviceLifetime - 5)) != nil)
+        #expect(caches.authenticatedDevice(id: device.deviceID, now: Date().addingTimeInterval(caches.deviceLifetime + 1)) == nil)
+        #expect(try await harness.service.authenticateDevice(credential: device.credential) == nil)
+    }
+
     @Test("a heartbeat carries the desired manifest until the device runs it, and lands in one transaction")
     func desiredUntilConverged() async throws {
         let harness = try ServiceHarness()
@@ -72,24 +124,49 @@ struct HeartbeatPathTests {
         #expect(try await harness.store.uploads(deviceID: device.id, limit: 10).count == 4)
     }
 
-    @Test("ledger retention deletes entries past the retention period, in batches, and keeps the rest")
-    func ledgerRetention() async throws {
+    @Test("retention deletes ledger entries, audit entries, device events and metric windows past their periods, in batches, by the controller's clock")
+    func retention() async throws {
         let clock = TestClock()
         let harness = try ServiceHarness(now: { clock.now })
         let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600, labels: [:]))
         let enrolled = try await harness.service.enroll(EnrollRequest(token: token.token, name: "a", labels: [:], pushURL: "", agentVersion: "t"))
         let device = try #require(try await harness.store.device(id: enrolled.deviceID))
-        let beat = HeartbeatRequest(agentVersion: "t", pushURL: "", activeModel: nil, reports: [], aggregates: [], events: [])
         for _ in 0..<7 {
+            var window = AggregateWindow(start: clock.now.addingTimeInterval(-60), end: clock.now, model: "m", version: "v", classes: 2)
+            window.record(predictedClass: 1, latencyMs: 1, confidence: 0.9)
+            // The event's own time is the device's: a clock far ahead must not keep it forever.
+            let event = DeviceEvent(at: clock.now.addingTimeInterval(86_400 * 3650), kind: "k", message: "m")
+            let beat = HeartbeatRequest(agentVersion: "t", pushURL: "", activeModel: nil, reports: [], aggregates: [window], events: [event])
             _ = try await harness.service.heartbeat(device: device, beat, bytes: 10)
-            clock.advance(86_400 * 10)  // ten days between heartbeats: 0, 10, ..., 60 days old
+            try await harness.store.insertAudit(AuditEntry(at: clock.now, actor: "admin", action: "POST /x", status: 200, remote: "127.0.0.1"))
+            clock.advance(86_400 * 10)  // ten days between heartbeats: 10, 20, ..., 70 days old
         }
-        var retention = LedgerRetention(service: harness.service, logger: .init(label: "test"))
+        var configuration = harness.service.configuration
+        configuration.ledgerRetentionDays = 30
+        configuration.auditRetentionDays = 45
+        configuration.eventRetentionDays = 25
+        configuration.metricsRetentionDays = 65
+        let service = FleetService(store: harness.store, blobs: harness.service.blobs, signer: harness.service.signer, fleetID: harness.service.fleetID,
+                                   configuration: configuration, clock: { clock.now })
+        var retention = RecordRetention(service: service, logger: .init(label: "test"))
         retention.batch = 2
-        #expect(try await retention.sweep() == 4)  // older than 30 days: 70, 60, 50 and 40 days
+        let deleted = try await retention.sweep()
+        // Entries are 10, 20, ..., 70 days old.
+        #expect(deleted == [.uploads: 4, .audit: 3, .deviceEvents: 5, .metricWindows: 1])
         let left = try await harness.store.uploads(deviceID: device.id, limit: 100)
         // Timestamps are stored to the millisecond, hence the second of slack.
         #expect(left.count == 3 && left.allSatisfy { clock.now.timeIntervalSince($0.at) <= 30 * 86_400 + 1 })
-        #expect(try await retention.sweep() == 0)
+        #expect(try await harness.store.events(deviceID: device.id, limit: 100).count == 2)
+        #expect(try await harness.store.audit(since: .distantPast, limit: 100).count == 4)
+        #expect(try await harness.store.metricWindows(since: .distantPast, model: nil).count == 6)
+        #expect(try await retention.sweep().values.allSatisfy { $0 == 0 })
     }
+}
+
+/// Set once, read from many tasks.
+final class RevocationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
 }

@@ -80,9 +80,9 @@ struct AgentOfflineWeekTests {
                 // What the agent's loop does: try the controller (offline), persist.
                 do { try await runtime.heartbeat() } catch { failedHeartbeats += 1 }
                 await runtime.persistAggregates()
-                let onDisk = try FleetJSON.decoder.decode([AggregateWindow].self, from: Data(contentsOf:
+                let onDisk = try FleetJSON.decoder.decode(AggregateBuffer.Stored.self, from: Data(contentsOf:
                     configuration.dataDirectory.appendingPathComponent("aggregates.json")))
-                #expect(onDisk.count <= maxWindows)
+                #expect(onDisk.windows.count + (onDisk.released?.windows.count ?? 0) <= maxWindows)
             }
             if !restarted && clock.now > end.addingTimeInterval(-week / 2) {
                 // The device reboots mid-week: buffered windows come back from disk.

@@ -10,6 +10,8 @@ struct APIError: HTTPResponseError {
     let status: HTTPResponse.Status
     let code: String
     let message: String
+    /// Seconds for a Retry-After header (429 and 503 answers).
+    var retryAfter: Int?
 
     /// HTTPTypes has no name for it: the server cannot store what the request needs.
     static let insufficientStorage = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
@@ -21,7 +23,8 @@ struct APIError: HTTPResponseError {
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        try JSONResponse.make(APIErrorBody(code: code, message: message), status: status)
+        try JSONResponse.make(APIErrorBody(code: code, message: message), status: status,
+                              headers: retryAfter.map { [.retryAfter: "\($0)"] } ?? [:])
     }
 }
 

@@ -245,6 +245,7 @@ struct ControllerRoutes: Sendable {
         guard let device = context.device else { throw APIError(.unauthorized, "unauthorized", "device credential required") }
         let body = try await request.decode(as: [DeploymentReport].self, context: context)
         guard body.count <= 1000 else { throw APIError(.contentTooLarge, "too_many_items", "at most 1000 reports") }
+        try service.admitIngest(device: device, items: 1 + body.count)
         for report in body { try await service.store.applyReport(deviceID: device.id, report: report, now: service.clock()) }
         return try JSONResponse.make(["accepted": body.count])
     }

@@ -10,6 +10,7 @@ struct DashboardPages: Sendable {
     let sessions: DashboardSessions
     /// The same per-address limit on failed sign-ins as the API's admin authentication.
     let throttle: AuthThrottle
+    let refusals: AuditRefusalLimiter
     typealias E = HTML
 
     // MARK: Plumbing
@@ -68,13 +69,22 @@ struct DashboardPages: Sendable {
 
     /// Dashboard sign-ins and actions go to the same audit log as the API's.
     func audit(_ action: String, status: Int, _ context: FleetRequestContext) async throws {
-        try await service.store.insertAudit(AuditEntry(at: service.clock(), actor: status == 401 || status == 429 ? "unauthenticated" : "admin (dashboard)",
-                                                       action: action, status: status, remote: context.remoteHost))
+        await AuditMiddleware.record(store: service.store, refusals: refusals, at: service.clock(),
+                                     actor: status == 401 || status == 429 ? "unauthenticated" : "admin (dashboard)",
+                                     action: action, status: status, context)
     }
 
     func loginLink(_ request: Request, _ context: FleetRequestContext) async throws -> Response {
         let code = try context.parameters.require("code")
+        // Guessing link codes counts as failed sign-ins: once locked, no database write.
+        let address = "admin \(context.remoteHost)"
+        guard await !throttle.isLocked(address, now: service.clock()) else {
+            try await audit("GET /login/link", status: 429, context)
+            return html(E.page(title: "Sign in", body: "<p class=bad>Too many failed sign-ins from this address; retry in a minute.</p>",
+                               fragment: false, csrf: nil), status: .tooManyRequests)
+        }
         guard try await sessions.consumeLoginLink(code) else {
+            await throttle.recordFailure(address, now: service.clock())
             try await audit("GET /login/link", status: 401, context)
             return redirect("/login?failed=1")
         }
@@ -182,7 +192,7 @@ struct DashboardPages: Sendable {
             let now = service.clock()
             var body = "<h1>\(E.escape(info.name)) <span class=muted>\(E.escape(info.id))</span></h1>"
             body += "<p>Status <b>\(info.status)</b>, last seen \(E.ago(info.lastSeen, now: now)), agent \(E.escape(info.agentVersion)), push address \(E.escape(info.pushURL.isEmpty ? "-" : info.pushURL))</p>"
-            body += "<p>Running <b>\(E.escape(info.activeModel.map { "\($0.name) \($0.version) (sequence \($0.sequence))" } ?? "no model"))</b>. Labels: \(E.escape(info.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))</p>"
+            body += "<p>Running <b>\(E.escape(info.activeModel.map { "\($0.name) \($0.version) (sequence \($0.sequence))" } ?? "no model"))</b>. Labels: \(E.escape(info.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))\(info.proposedLabels.map { " (the device asked for: " + E.escape($0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")) + "; not used for targeting)" } ?? "")</p>"
             body += "<h2>History of versions and failures</h2>"
             var history: [[String]] = []
             for (deployment, row) in try await service.store.deviceHistory(deviceID: id) {
@@ -310,30 +320,23 @@ struct DashboardPages: Sendable {
             var body = "<h1>Metrics</h1><form method=get action=\"/charts\"><input name=label placeholder=\"label k=v (all devices)\" value=\"\(E.escape(labelFilter))\"> "
             body += "<select name=hours>" + [1, 6, 24, 168].map { "<option value=\($0)\(Double($0) == hours ? " selected" : "")>last \($0) h</option>" }.joined() + "</select> <button>Show</button></form>"
             let versions = Dictionary(grouping: windows) { "\($0.model) \($0.version)" }
-            body += "<p class=muted id=inference-total>\(windows.reduce(0) { $0 + $1.inferences }) inferences in \(versions.count) model versions\(labelFilter.isEmpty ? "" : " on devices with \(E.escape(labelFilter))")</p>"
+            body += "<p class=muted id=inference-total>\(windows.map(\.inferences).saturatingSum) inferences in \(versions.count) model versions\(labelFilter.isEmpty ? "" : " on devices with \(E.escape(labelFilter))")</p>"
             let bucket = max(60.0, hours * 3600 / 60)
             func bucketStart(_ date: Date) -> Date { Date(timeIntervalSince1970: (date.timeIntervalSince1970 / bucket).rounded(.down) * bucket) }
             var volume: [(name: String, points: [(Date, Double)])] = []
             var latency: [(name: String, points: [(Date, Double)])] = []
             for (name, rows) in versions.sorted(by: { $0.key < $1.key }) {
                 let byTime = Dictionary(grouping: rows) { bucketStart($0.windowStart) }
-                volume.append((name, byTime.map { ($0.key, Double($0.value.reduce(0) { $0 + $1.inferences })) }))
+                volume.append((name, byTime.map { ($0.key, Double($0.value.map(\.inferences).saturatingSum)) }))
                 for (percentile, tag) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
                     latency.append(("\(name) \(tag)", byTime.compactMap { time, rows in
                         var histogram = [Int](repeating: 0, count: AggregateWindow.latencyBucketsMs.count + 1)
-                        for row in rows {
-                            let h = row.window.latencyHistogram
-                            for i in h.indices where i < histogram.count { histogram[i] += max(h[i], 0) }
-                        }
+                        for row in rows { histogram.saturatingAdd(row.window.latencyHistogram.prefix(histogram.count).map { max($0, 0) }) }
                         return AggregateWindow.latencyPercentile(histogram, percentile).map { (time, $0) }
                     }))
                 }
                 var classes: [Int] = []
-                for row in rows {
-                    let counts = row.window.classCounts
-                    if classes.count < counts.count { classes += [Int](repeating: 0, count: counts.count - classes.count) }
-                    for i in counts.indices { classes[i] += counts[i] }
-                }
+                for row in rows { classes.saturatingAdd(row.window.classCounts) }
                 let model = try await service.store.models().first { "\($0.name) \($0.version)" == name }
                 let labels = model.map { service.modelInfo($0).labels } ?? []
                 body += "<h2>Predicted classes: \(E.escape(name))</h2>" + E.barChart(classes.enumerated().map { (labels.indices.contains($0.offset) ? labels[$0.offset] : "class \($0.offset)", Double($0.element)) })

@@ -60,13 +60,18 @@ protocol FleetStore: Sendable {
     func recordPush(deploymentID: Int64, deviceID: String, delivered: Bool, error: String?, nextAttempt: Date?, now: Date) async throws
     func failUnreachable(now: Date, silentFor seconds: Double, minPushAttempts: Int) async throws -> [DeviceDeploymentRecord]
 
-    func insertEvents(deviceID: String, events: [DeviceEvent]) async throws
+    func insertEvents(deviceID: String, events: [DeviceEvent], now: Date) async throws
     func events(deviceID: String, limit: Int) async throws -> [DeviceEventRecord]
 
     func insertUpload(deviceID: String, _ upload: UploadRecord) async throws
     func uploads(deviceID: String, limit: Int) async throws -> [UploadRecord]
     /// Deletes up to `limit` ledger entries older than `cutoff`; returns how many.
-    func pruneUploads(before cutoff: Date, limit: Int) async throws -> Int
+    /// Deletes up to `limit` of `records` older than `cutoff`; returns how many went.
+    func prune(_ records: RetainedRecords, before cutoff: Date, limit: Int) async throws -> Int
+    /// The newest manifest sequence issued, and raising it (never lowering) past a sequence
+    /// an agent proved it accepted.
+    func currentSequence() async throws -> Int64
+    func raiseSequence(atLeast value: Int64) async throws
     func insertSession(tokenHash: String, csrf: String, expiresAt: Date) async throws
     /// The CSRF token of a live session.
     func session(tokenHash: String, now: Date) async throws -> String?
@@ -120,4 +125,9 @@ enum RolloutDeploymentChange: Sendable {
     case rollBack(modelID: Int64, createdBy: String)
     /// A new regular deployment of the shadow-evaluated `modelID` to every target (`promotionDeploymentID`).
     case promote(modelID: Int64, createdBy: String)
+}
+
+/// What retention deletes by age (RecordRetention).
+enum RetainedRecords: String, CaseIterable, Sendable {
+    case uploads, audit, deviceEvents, metricWindows
 }

@@ -160,6 +160,30 @@ enum Migrations {
             // Retention deletes by age; without this index every sweep scans the ledger.
             try db.create(index: "upload_at", on: "upload", columns: ["at"])
         }
+        migrator.registerMigration("v9: hostile devices and durability") { db in
+            // Labels a device asks for at enrollment, kept apart from the token's (which
+            // alone decide targeting), so a device cannot put itself into `ring=canary`.
+            try db.alter(table: "device") { t in
+                t.add(column: "proposedLabelsJSON", .text).notNull().defaults(to: "{}")
+            }
+            // Manifest sequences from a counter that only rises: MAX(sequence)+1 re-issued a
+            // sequence an agent had accepted whenever the newest deployment was lost.
+            try db.create(table: "counter") { t in
+                t.primaryKey("name", .text)
+                t.column("value", .integer).notNull()
+            }
+            try db.execute(sql: "INSERT INTO counter(name, value) SELECT 'sequence', COALESCE(MAX(sequence), 0) FROM deployment")
+            // Retention by the controller's clock: an event's `at` is the device's.
+            try db.alter(table: "deviceEvent") { t in
+                t.add(column: "receivedAt", .datetime)
+            }
+            try db.create(index: "deviceEvent_received", on: "deviceEvent", columns: ["receivedAt"])
+        }
+        migrator.registerMigration("v10: idempotent shadow reports") { db in
+            try db.alter(table: "shadowStat") { t in
+                t.add(column: "releaseIDsJSON", .text).notNull().defaults(to: "[]")
+            }
+        }
         return migrator
     }
 }

@@ -33,9 +33,16 @@ struct DeviceRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
     var activeModelJSON: String?
     var desiredDeploymentID: Int64?
     var revoked: Bool
+    /// Labels the device asked for at enrollment: shown, never used for targeting (only
+    /// the enrollment token's labels in `labelsJSON` are).
+    var proposedLabelsJSON: String = "{}"
 
     var labels: [String: String] {
         (try? JSONDecoder().decode([String: String].self, from: Data(labelsJSON.utf8))) ?? [:]
+    }
+
+    var proposedLabels: [String: String] {
+        (try? JSONDecoder().decode([String: String].self, from: Data(proposedLabelsJSON.utf8))) ?? [:]
     }
 
     var activeModel: ActiveModel? {
@@ -89,6 +96,8 @@ struct DeviceEventRecord: Codable, Sendable, FetchableRecord, MutablePersistable
     var at: Date
     var kind: String
     var message: String
+    /// When the controller stored it (retention goes by this; `at` is the device's clock).
+    var receivedAt: Date?
 }
 
 /// A staged rollout: a deployment whose devices are added stage by stage. Its progress is
@@ -128,6 +137,10 @@ struct ShadowStatRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
     var deploymentID: Int64
     var deviceID: String
     var reportJSON: String
+    /// Release ids already added (newest last, bounded): a resent report is not added twice.
+    var releaseIDsJSON: String = "[]"
+
+    var releaseIDs: [String] { (try? JSONDecoder().decode([String].self, from: Data(releaseIDsJSON.utf8))) ?? [] }
 
     var report: ShadowReport? { try? JSONDecoder().decode(ShadowReport.self, from: Data(reportJSON.utf8)) }
 }

@@ -10,7 +10,10 @@ final class SQLiteFleetStore: FleetStore {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // FULL: WAL commits are fsynced before they are acknowledged, so a power loss
+            // cannot undo a deployment an agent has already accepted (NORMAL could; see
+            // docs/RELIABILITY.md "Power loss").
+            try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         database = try DatabasePool(path: path, configuration: configuration)
@@ -106,7 +109,7 @@ final class SQLiteFleetStore: FleetStore {
                                                    pushURL: heartbeat.pushURL, activeModelJSON: heartbeat.activeModelJSON)
             for report in heartbeat.reports { try Self.applyReport(db, deviceID: heartbeat.deviceID, report: report, now: heartbeat.now) }
             for report in heartbeat.shadow { try Self.addShadowReport(db, deviceID: heartbeat.deviceID, report: report) }
-            try Self.insertEvents(db, deviceID: heartbeat.deviceID, events: heartbeat.events)
+            try Self.insertEvents(db, deviceID: heartbeat.deviceID, events: heartbeat.events, now: heartbeat.now)
             try Self.mergeAggregates(db, deviceID: heartbeat.deviceID, windows: heartbeat.aggregates, encoder: JSONEncoder())
             try Self.insertUpload(db, deviceID: heartbeat.deviceID, heartbeat.upload)
             return desired
@@ -154,12 +157,21 @@ final class SQLiteFleetStore: FleetStore {
             guard let deployment = try DeploymentRecord.filter(Column("sequence") == report.sequence).fetchOne(db), deployment.shadow,
                   try DeviceDeploymentRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID]) != nil else { return }
             var total = report
-            if let existing = try ShadowStatRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID])?.report {
+            let stored = try ShadowStatRecord.fetchOne(db, key: ["deploymentID": deployment.id!, "deviceID": deviceID])
+            var releases = stored?.releaseIDs ?? []
+            // A report resent after a lost reply carries the same release id: added once.
+            if let id = report.releaseID {
+                guard !releases.contains(id) else { return }
+                releases = Array((releases + [id]).suffix(256))
+            }
+            if let existing = stored?.report {
                 total = existing
                 total.merge(report)
             }
+            total.releaseID = nil
             try ShadowStatRecord(deploymentID: deployment.id!, deviceID: deviceID,
-                                 reportJSON: String(decoding: try JSONEncoder().encode(total), as: UTF8.self)).save(db)
+                                 reportJSON: String(decoding: try JSONEncoder().encode(total), as: UTF8.self),
+                                 releaseIDsJSON: String(decoding: try JSONEncoder().encode(releases), as: UTF8.self)).save(db)
         }
     }
 
@@ -178,7 +190,7 @@ final class SQLiteFleetStore: FleetStore {
     static func insertDeployment(_ db: Database, modelID: Int64, target: DeploymentTarget, deviceIDs: [String], createdBy: String,
                                  now: Date, shadow: Bool) throws -> DeploymentRecord {
         let targetJSON = String(decoding: try FleetJSON.encoder.encode(target), as: UTF8.self)
-        let sequence = (try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM deployment") ?? 0) + 1
+        let sequence = try nextSequence(db)
         var deployment = DeploymentRecord(id: nil, sequence: sequence, modelID: modelID, targetJSON: targetJSON,
                                           createdAt: now, createdBy: createdBy, shadow: shadow)
         try deployment.insert(db)
@@ -189,6 +201,26 @@ final class SQLiteFleetStore: FleetStore {
             try db.execute(sql: "UPDATE device SET desiredDeploymentID = ? WHERE id = ?", arguments: [id, deviceID])
         }
         return deployment
+    }
+
+    /// The next manifest sequence from the durable counter (migration v9). It never goes
+    /// back, even if deployments were lost or deleted, so no sequence is issued twice.
+    static func nextSequence(_ db: Database) throws -> Int64 {
+        try db.execute(sql: "UPDATE counter SET value = value + 1 WHERE name = 'sequence'")
+        guard let value = try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'sequence'") else {
+            throw StoreError.conflict("the sequence counter is missing")
+        }
+        return value
+    }
+
+    func currentSequence() async throws -> Int64 {
+        try await database.read { db in try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'sequence'") ?? 0 }
+    }
+
+    func raiseSequence(atLeast value: Int64) async throws {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE counter SET value = MAX(value, ?) WHERE name = 'sequence'", arguments: [value])
+        }
     }
 
     func extendDeployment(id: Int64, deviceIDs: [String], now: Date) async throws {
@@ -304,15 +336,15 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
-    func insertEvents(deviceID: String, events: [DeviceEvent]) async throws {
-        try await database.write { db in try Self.insertEvents(db, deviceID: deviceID, events: events) }
+    func insertEvents(deviceID: String, events: [DeviceEvent], now: Date) async throws {
+        try await database.write { db in try Self.insertEvents(db, deviceID: deviceID, events: events, now: now) }
     }
 
-    private static func insertEvents(_ db: Database, deviceID: String, events: [DeviceEvent]) throws {
+    private static func insertEvents(_ db: Database, deviceID: String, events: [DeviceEvent], now: Date) throws {
         do {
             for event in events {
                 var record = DeviceEventRecord(id: nil, deviceID: deviceID, at: event.at, kind: String(event.kind.prefix(64)),
-                                               message: String(event.message.prefix(2000)))
+                                               message: String(event.message.prefix(2000)), receivedAt: now)
                 try record.insert(db)
             }
         }
@@ -336,9 +368,16 @@ final class SQLiteFleetStore: FleetStore {
         }
     }
 
-    func pruneUploads(before cutoff: Date, limit: Int) async throws -> Int {
-        try await database.write { db in
-            try db.execute(sql: "DELETE FROM upload WHERE id IN (SELECT id FROM upload WHERE at < ? ORDER BY at LIMIT ?)",
+    func prune(_ records: RetainedRecords, before cutoff: Date, limit: Int) async throws -> Int {
+        // Each table by the controller's own time column, through its index, in batches.
+        let (table, column, key) = switch records {
+        case .uploads: ("upload", "at", "id")
+        case .audit: ("audit", "at", "id")
+        case .deviceEvents: ("deviceEvent", "receivedAt", "id")
+        case .metricWindows: ("metricWindow", "windowEnd", "rowid")
+        }
+        return try await database.write { db in
+            try db.execute(sql: "DELETE FROM \(table) WHERE \(key) IN (SELECT \(key) FROM \(table) WHERE \(column) < ? ORDER BY \(column) LIMIT ?)",
                            arguments: [DatabaseTimestamp.text(cutoff), limit])
             return db.changesCount
         }

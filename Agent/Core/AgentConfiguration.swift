@@ -46,7 +46,7 @@ public struct AgentConfiguration: Sendable {
     /// Seconds an idle connection to the agent's listeners stays open.
     public var listenerIdleTimeout: Double = 10
     /// Refused pushes logged and recorded as events per minute (the rest are counted).
-    public var refusedPushEventsPerMinute = 10
+    public var refusedPushEventsPerMinute = 30
     /// The agent's notion of now (aggregate windows, probation, retry pacing). Tests inject
     /// a simulated clock to run an agent offline for days in seconds.
     public var clock: @Sendable () -> Date = { Date() }

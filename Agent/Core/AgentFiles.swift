@@ -77,9 +77,6 @@ struct AgentState: Codable, Sendable {
     /// authoritative ledger is aggregates.json (AggregateBuffer), written with each release;
     /// this copy lets an older state file seed it.
     var epsilonSpent: Double = 0
-    /// Signed issue time of the newest heartbeat reply accepted (controller time), for the
-    /// replay window (`HeartbeatReplyVerifier.replayWindow`).
-    var lastReplyIssuedAt: Date?
     /// Set while a newly activated model is on probation (see AgentRuntime.probation).
     var probation: Probation?
     /// Last failed sequence and when, so a permanently broken deployment is retried slowly.

@@ -10,11 +10,11 @@ import Foundation
 extension AgentRuntime {
     /// The signed part of a heartbeat reply and the key that signed it, or the refusal
     /// (logged and queued as a `heartbeat_reply_refused` event) thrown.
-    func verifiedReply(_ response: HeartbeatResponse, nonce: String) throws -> (HeartbeatReply, String) {
+    func verifiedReply(_ response: HeartbeatResponse, nonce: String, requestAge: TimeInterval) throws -> (HeartbeatReply, String) {
         guard let identity else { throw HeartbeatReplyError.unsigned }
         do {
             let verified = try HeartbeatReplyVerifier.verify(response.signed, pinnedKey: identity.publicKey, fleetID: identity.fleetID,
-                                                             deviceID: identity.deviceID, nonce: nonce, newestAccepted: state.lastReplyIssuedAt)
+                                                             deviceID: identity.deviceID, nonce: nonce, requestAge: requestAge)
             return (verified.reply, verified.signingKey)
         } catch {
             let message = "heartbeat reply refused, settings and manifest unchanged: \(error)"
@@ -51,7 +51,7 @@ struct RefusalLimiter: Sendable {
     private var inWindow = 0
     private var suppressed = 0
 
-    init(perMinute: Int = 10) {
+    init(perMinute: Int = 30) {
         self.perMinute = perMinute
     }
 
@@ -68,4 +68,9 @@ struct RefusalLimiter: Sendable {
         defer { suppressed = 0 }
         return .record(suppressedBefore: suppressed)
     }
+}
+
+extension Duration {
+    /// Seconds as a Double.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -137,6 +137,7 @@ public actor AgentRuntime {
             as: EnrollResponse.self)
         try EnrollmentTrust.check(publicKey: response.publicKey, fleetID: response.fleetID, expected: expected,
                                   announcements: response.keyAnnouncements ?? [])
+        try EnrollmentTrust.checkReceipt(response, tokenSecret: token.secret)
         let newIdentity = AgentIdentity(deviceID: response.deviceID, credential: response.credential, fleetID: response.fleetID,
                                         publicKey: response.publicKey, controllerURL: configuration.controllerURL.absoluteString)
         try files.save(newIdentity, to: files.identityURL, secret: true)
@@ -201,12 +202,12 @@ public actor AgentRuntime {
         let nonce = Secrets.randomToken(bytes: 16)
         request.nonce = nonce
         if resyncNeeded { request.acceptedManifest = state.lastAcceptedManifest }
+        let sent = ContinuousClock.now
         let response = try await controller.json("POST", "/api/v1/heartbeat", body: request, as: HeartbeatResponse.self)
         // Nothing of a reply that fails verification is used, not even as an acknowledgement:
         // it counts as a failed heartbeat and everything is sent again.
-        let (reply, signingKey) = try verifiedReply(response, nonce: nonce)
+        let (reply, signingKey) = try verifiedReply(response, nonce: nonce, requestAge: (ContinuousClock.now - sent).inSeconds)
         if request.acceptedManifest != nil { resyncNeeded = false }
-        state.lastReplyIssuedAt = max(reply.issuedAt, state.lastReplyIssuedAt ?? reply.issuedAt)
         state.epsilonSpent = release.epsilonSpent
         state.privacy = reply.privacy
         aggregates.acknowledge(release.batch)

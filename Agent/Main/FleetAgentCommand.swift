@@ -63,7 +63,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seconds an idle connection to the agent's listeners stays open.")
     var idleTimeout: Double = 10
     @Option(help: "Refused pushes logged and reported as events per minute; the rest are counted in one summary event.")
-    var refusedPushEventsPerMinute = 10
+    var refusedPushEventsPerMinute = 30
     @Option(help: "Most differential-privacy epsilon this device releases over its life; once spent it keeps inferring but sends no more counts, and says so in its status (default: no limit).")
     var epsilonBudget: Double?
     @Option(help: "Log level (trace ... error).")

@@ -100,8 +100,8 @@ public enum ControllerServer {
                                                               queueLimit: configuration.maxQueuedTransfers))
         let caches = service.caches
         keyring.onChange {
-            // Signed with the new key from now on; the chain that vouches for it is re-read
-            // at once so agents get announcement and newly signed reply together.
+            // Signed with the new key from now on (the announcement chain is cached per key
+            // generation, so replies signed with it carry the announcement that vouches for it).
             caches.forgetManifests()
             logger.notice("signing key replaced on disk (rotate-signing-key); now signing with the new key")
         }

@@ -123,6 +123,10 @@ struct FleetService: Sendable {
             throw APIError(.badRequest, "invalid_name", "device name must be 1-100 characters")
         }
         let pushURL = try Self.validatedPushURL(request.pushURL)
+        // The key the answer names and the chain that leads to it, read before the token is
+        // used up (a failure here must not burn it).
+        let (signer, keyGeneration) = keyring.snapshot
+        let announcements = try await caches.setting("keys.\(keyGeneration)") { try await ControllerServer.keyAnnouncements(store) }
         // Only the secret part is stored (hashed); the fingerprint suffix is public.
         let secretPart = EnrollmentToken(parsing: request.token).secret
         guard let token = try await store.consumeEnrollmentToken(hash: Secrets.hash(secretPart), deviceID: deviceID, now: clock()) else {
@@ -139,10 +143,10 @@ struct FleetService: Sendable {
             credentialHash: Secrets.hash(secret), enrolledAt: clock(), lastSeen: clock(), agentVersion: request.agentVersion,
             pushURL: pushURL, activeModelJSON: nil, desiredDeploymentID: nil, revoked: false,
             proposedLabelsJSON: String(decoding: try FleetJSON.encoder.encode(proposed), as: UTF8.self)))
-        let (signer, keyGeneration) = keyring.snapshot
-        let announcements = try await caches.setting("keys.\(keyGeneration)") { try await ControllerServer.keyAnnouncements(store) }
+        let receipt = try signer.sign(EnrollmentReceipt(fleetID: fleetID, deviceID: deviceID, tokenSHA256: Secrets.hash(secretPart),
+                                                        credentialSHA256: Secrets.hash(credential)))
         return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64,
-                              keyAnnouncements: announcements.isEmpty ? nil : announcements)
+                              keyAnnouncements: announcements.isEmpty ? nil : announcements, receipt: receipt)
     }
 
     /// The controller connects to this URL, so it is the one thing a device names that the

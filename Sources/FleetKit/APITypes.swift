@@ -99,7 +99,11 @@ public struct EnrollResponse: Codable, Sendable {
     /// Signing-key rotations, oldest first: a token that vouches for a key since rotated
     /// away still enrolls when this chain leads from that key to `publicKey`.
     public var keyAnnouncements: [SignedKeyAnnouncement]?
-    public init(deviceID: String, credential: String, fleetID: String, publicKey: String, keyAnnouncements: [SignedKeyAnnouncement]? = nil) {
+    /// Signed by `publicKey`: device and credential issued for this token (`EnrollmentReceipt`).
+    public var receipt: SignedEnrollmentReceipt?
+    public init(deviceID: String, credential: String, fleetID: String, publicKey: String, keyAnnouncements: [SignedKeyAnnouncement]? = nil,
+                receipt: SignedEnrollmentReceipt? = nil) {
+        self.receipt = receipt
         self.keyAnnouncements = keyAnnouncements
         self.deviceID = deviceID
         self.credential = credential

@@ -63,6 +63,7 @@ public enum EnrollmentTrustError: Error, CustomStringConvertible, Equatable {
     case conflictingFingerprints(token: String, flag: String)
     case keyMismatch(expected: String, answered: String)
     case malformedKey
+    case badReceipt(String)
 
     public var description: String {
         switch self {
@@ -77,6 +78,8 @@ public enum EnrollmentTrustError: Error, CustomStringConvertible, Equatable {
                 + "nothing was pinned (a spoofed controller, or a token of another fleet)"
         case .malformedKey:
             return "refusing to enroll: the controller's public key is not a base64 Ed25519 key; nothing was pinned"
+        case .badReceipt(let why):
+            return "refusing to enroll: the enrollment answer's receipt \(why); nothing was pinned (an answer altered on the way)"
         }
     }
 }
@@ -107,5 +110,61 @@ public enum EnrollmentTrust {
             if KeyRotation.follow(announcements, from: announcement.previousPublicKey, fleetID: fleetID) == publicKey { return }
         }
         throw EnrollmentTrustError.keyMismatch(expected: expected, answered: answered)
+    }
+}
+
+/// What the controller signs in its enrollment answer: the device and credential it issued
+/// for this token. With it a man in the middle who passes the real key through cannot swap
+/// in the credential of a device of their own.
+public struct EnrollmentReceipt: Codable, Sendable, Equatable {
+    public var fleetID: String
+    public var deviceID: String
+    /// SHA-256 hex of the token secret the answer is for.
+    public var tokenSHA256: String
+    /// SHA-256 hex of the whole credential (`deviceID.secret`) it hands out.
+    public var credentialSHA256: String
+
+    public init(fleetID: String, deviceID: String, tokenSHA256: String, credentialSHA256: String) {
+        self.fleetID = fleetID
+        self.deviceID = deviceID
+        self.tokenSHA256 = tokenSHA256
+        self.credentialSHA256 = credentialSHA256
+    }
+}
+
+public struct SignedEnrollmentReceipt: Codable, Sendable, Equatable {
+    public var payload: String
+    public var signature: String
+
+    public init(payload: String, signature: String) {
+        self.payload = payload
+        self.signature = signature
+    }
+}
+
+extension ManifestSigner {
+    public func sign(_ receipt: EnrollmentReceipt) throws -> SignedEnrollmentReceipt {
+        let payload = try ManifestCoding.encoder.encode(receipt)
+        return SignedEnrollmentReceipt(payload: payload.base64EncodedString(), signature: try signature(for: payload).base64EncodedString())
+    }
+}
+
+extension EnrollmentTrust {
+    /// Checks that `response` is what the holder of its (already vouched-for) key issued for
+    /// the token secret this agent sent.
+    public static func checkReceipt(_ response: EnrollResponse, tokenSecret: String) throws {
+        guard let signed = response.receipt else { throw EnrollmentTrustError.badReceipt("is missing") }
+        guard let payload = Data(base64Encoded: signed.payload), let signature = Data(base64Encoded: signed.signature),
+              let raw = Data(base64Encoded: response.publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw),
+              key.isValidSignature(signature, for: payload) else {
+            throw EnrollmentTrustError.badReceipt("is not signed by the controller's key")
+        }
+        guard let receipt = try? ManifestCoding.decoder.decode(EnrollmentReceipt.self, from: payload) else {
+            throw EnrollmentTrustError.badReceipt("is malformed")
+        }
+        guard receipt.fleetID == response.fleetID, receipt.deviceID == response.deviceID,
+              receipt.tokenSHA256 == Secrets.hash(tokenSecret), receipt.credentialSHA256 == Secrets.hash(response.credential) else {
+            throw EnrollmentTrustError.badReceipt("does not match the answer (fleet, device, token or credential differ)")
+        }
     }
 }

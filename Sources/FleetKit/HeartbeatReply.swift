@@ -10,8 +10,8 @@ public struct HeartbeatReply: Codable, Sendable, Equatable {
     public var deviceID: String
     /// The nonce of the heartbeat request this answers.
     public var nonce: String
-    /// Controller time; an agent refuses a reply older than the newest it accepted minus
-    /// `HeartbeatReplyVerifier.replayWindow`.
+    /// Controller time when it was signed (logged by the agent; see `replayWindow` for why
+    /// the agent's own clock does not judge it).
     public var issuedAt: Date
     public var desired: SignedManifest?
     public var heartbeatInterval: Double
@@ -62,7 +62,7 @@ public enum HeartbeatReplyError: Error, CustomStringConvertible, Equatable {
     case wrongFleet(expected: String, got: String)
     case wrongDevice(expected: String, got: String)
     case wrongNonce
-    case stale(issuedAt: Date, newestAccepted: Date)
+    case late(seconds: Double)
     case invalidInterval
     case invalidPrivacy
 
@@ -74,8 +74,8 @@ public enum HeartbeatReplyError: Error, CustomStringConvertible, Equatable {
         case .wrongFleet(let expected, let got): return "heartbeat reply is for fleet \(got), this device belongs to \(expected)"
         case .wrongDevice(let expected, let got): return "heartbeat reply is for device \(got), this device is \(expected)"
         case .wrongNonce: return "heartbeat reply does not answer this heartbeat (nonce differs: a replayed reply)"
-        case .stale(let issued, let newest):
-            return "heartbeat reply issued \(ManifestCoding.iso(issued)) is older than the newest accepted (\(ManifestCoding.iso(newest))) by more than the replay window"
+        case .late(let seconds):
+            return "heartbeat reply arrived \(Int(seconds)) s after its request, outside the \(Int(HeartbeatReplyVerifier.replayWindow)) s replay window"
         case .invalidInterval: return "heartbeat reply carries a non-finite heartbeat interval"
         case .invalidPrivacy: return "heartbeat reply carries invalid privacy settings"
         }
@@ -91,10 +91,13 @@ extension ManifestSigner {
 
 /// Verifies heartbeat replies for one enrolled device.
 public enum HeartbeatReplyVerifier {
-    /// How far a reply's signed issue time may lie before the newest one this agent
-    /// accepted (controller clocks step, replicas differ). Freshness itself comes from the
-    /// nonce: a reply answers exactly one heartbeat, whose request times out in seconds.
-    public static let replayWindow: TimeInterval = 300
+    /// Seconds between sending a heartbeat and accepting its reply, on the agent's
+    /// monotonic clock. Freshness comes from the nonce (a reply answers exactly one
+    /// request, so an earlier reply replayed is refused); this window bounds how long a
+    /// man in the middle may hold the right reply back. The signed `issuedAt` is not
+    /// compared with the device's clock: a Raspberry Pi has no real-time clock and may
+    /// boot days behind, and a genuine reply would then be refused.
+    public static let replayWindow: TimeInterval = 30
 
     public struct Verified: Sendable, Equatable {
         public var reply: HeartbeatReply
@@ -103,8 +106,9 @@ public enum HeartbeatReplyVerifier {
         public var signingKey: String
     }
 
+    /// `requestAge`: seconds since the request carrying `nonce` was sent.
     public static func verify(_ signed: SignedHeartbeatReply?, pinnedKey: String, fleetID: String, deviceID: String, nonce: String,
-                              newestAccepted: Date?) throws -> Verified {
+                              requestAge: TimeInterval) throws -> Verified {
         guard let signed else { throw HeartbeatReplyError.unsigned }
         guard let payload = Data(base64Encoded: signed.payload), payload.count <= 1 << 20 else {
             throw HeartbeatReplyError.malformed("payload is not base64 or larger than 1 MiB")
@@ -134,15 +138,9 @@ public enum HeartbeatReplyVerifier {
         guard reply.fleetID == fleetID else { throw HeartbeatReplyError.wrongFleet(expected: fleetID, got: reply.fleetID) }
         guard reply.deviceID == deviceID else { throw HeartbeatReplyError.wrongDevice(expected: deviceID, got: reply.deviceID) }
         guard Secrets.constantTimeEquals(reply.nonce, nonce), !nonce.isEmpty else { throw HeartbeatReplyError.wrongNonce }
-        if let newestAccepted, reply.issuedAt < newestAccepted.addingTimeInterval(-replayWindow) {
-            throw HeartbeatReplyError.stale(issuedAt: reply.issuedAt, newestAccepted: newestAccepted)
-        }
+        guard requestAge <= replayWindow else { throw HeartbeatReplyError.late(seconds: requestAge) }
         guard reply.heartbeatInterval.isFinite else { throw HeartbeatReplyError.invalidInterval }
         guard reply.privacy.isValid else { throw HeartbeatReplyError.invalidPrivacy }
         return Verified(reply: reply, signingKey: signingKey)
     }
-}
-
-extension ManifestCoding {
-    static func iso(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
 }

@@ -99,7 +99,8 @@ final class RewritingProxy: @unchecked Sendable {
         guard Self.write(upstream, request.serialized(body: request.body)),
               let response = Self.readMessage(upstream, isResponse: true) else { return }
         var body = response.body
-        if matches, response.startLine.contains(" 200 ") {
+        let succeeded = response.startLine.split(separator: " ").dropFirst().first?.hasPrefix("2") ?? false
+        if matches, succeeded {
             let mode: Mode = lock.withLock {
                 _answers.append(response.body)
                 return _mode

@@ -140,6 +140,8 @@ extension FleetSimulator {
         @Option(help: "Measured seconds (after a warm-up of --warmup seconds).") var duration = 60.0
         @Option(help: "Warm-up seconds, not measured.") var warmup = 5.0
         @Option(help: "Every Nth heartbeat of a device carries an aggregate window (0: never).") var aggregateEvery = 12
+        @Flag(help: "Send no nonce, so replies are not signed (an agent before signed replies): the signing cost side by side.")
+        var unsignedReplies = false
 
         func run() async throws {
             let simulation = try SimulatedFleet(options: fleet)
@@ -150,7 +152,8 @@ extension FleetSimulator {
             let started = ContinuousClock.now
             let measureFrom = started + .seconds(warmup)
             let end = measureFrom + .seconds(duration)
-            let load = Task { await simulation.heartbeat(every: interval, until: end, aggregateEvery: aggregateEvery) }
+            let signed = !unsignedReplies
+            let load = Task { await simulation.heartbeat(every: interval, until: end, aggregateEvery: aggregateEvery, signedReplies: signed) }
             try await Task.sleep(until: measureFrom, clock: .continuous)
             _ = simulation.stats.drainLatencies()
             let cpuBefore = simulation.controllerCPUSeconds

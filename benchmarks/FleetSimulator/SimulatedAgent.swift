@@ -54,6 +54,7 @@ actor SimulatedAgent {
         let response = try await control.json(.POST, "/api/v1/enroll", body: request, credential: nil, as: EnrollResponse.self)
         try EnrollmentTrust.check(publicKey: response.publicKey, fleetID: response.fleetID, expected: expected,
                                   announcements: response.keyAnnouncements ?? [])
+        try EnrollmentTrust.checkReceipt(response, tokenSecret: parsed.secret)
         identity = Identity(deviceID: response.deviceID, credential: response.credential, fleetID: response.fleetID,
                             publicKey: response.publicKey,
                             verifier: try ManifestVerifier(publicKeyBase64: response.publicKey, fleetID: response.fleetID,
@@ -63,7 +64,7 @@ actor SimulatedAgent {
     /// One heartbeat; returns its latency. Reports ride along until acknowledged; every
     /// `aggregateEvery`-th heartbeat carries a closed aggregate window, as an agent with a
     /// 60 s window and a 5 s heartbeat does.
-    func heartbeat(aggregateEvery: Int) async throws -> Duration {
+    func heartbeat(aggregateEvery: Int, signedReply: Bool = true) async throws -> Duration {
         guard let identity else { throw HTTPConnection.Failure(description: "not enrolled") }
         heartbeats += 1
         let reports = pendingReports
@@ -74,17 +75,19 @@ actor SimulatedAgent {
         var request = HeartbeatRequest(agentVersion: "sim-0.1.0", pushURL: pushURL, activeModel: active, reports: reports,
                                        aggregates: aggregates, events: [])
         let nonce = Secrets.randomToken(bytes: 16)
-        request.nonce = nonce
+        request.nonce = signedReply ? nonce : nil
         let started = ContinuousClock.now
         let response = try await control.json(.POST, "/api/v1/heartbeat", body: request, credential: identity.credential,
                                               as: HeartbeatResponse.self)
         let latency = ContinuousClock.now - started
         // The real agent's check of the signed reply (one Ed25519 verification), outside
         // the measured latency, which is the controller's.
-        let reply = try HeartbeatReplyVerifier.verify(response.signed, pinnedKey: identity.publicKey, fleetID: identity.fleetID,
-                                                      deviceID: identity.deviceID, nonce: nonce, newestAccepted: nil).reply
+        let desired = signedReply
+            ? try HeartbeatReplyVerifier.verify(response.signed, pinnedKey: identity.publicKey, fleetID: identity.fleetID,
+                                                deviceID: identity.deviceID, nonce: nonce, requestAge: 0).reply.desired
+            : response.desired
         pendingReports.removeFirst(min(reports.count, pendingReports.count))
-        if let desired = reply.desired { _ = receive(desired, source: "heartbeat") }
+        if let desired { _ = receive(desired, source: "heartbeat") }
         return latency
     }
 

@@ -75,7 +75,9 @@ final class SimulatedFleet: @unchecked Sendable {
 
     /// Every device heartbeats every `interval`, devices evenly phased, until `deadline`.
     /// Open loop: a heartbeat that is late is sent at once and its lateness is counted.
-    func heartbeat(every interval: Duration, until deadline: ContinuousClock.Instant, aggregateEvery: Int) async {
+    /// `signedReplies: false` sends no nonce (as an agent before signed replies), so the
+    /// controller's cost of signing each reply can be measured side by side.
+    func heartbeat(every interval: Duration, until deadline: ContinuousClock.Instant, aggregateEvery: Int, signedReplies: Bool = true) async {
         let start = ContinuousClock.now
         let count = agents.count
         await withTaskGroup(of: Void.self) { group in
@@ -86,7 +88,7 @@ final class SimulatedFleet: @unchecked Sendable {
                         try? await Task.sleep(until: due, clock: .continuous)
                         if Task.isCancelled { return }
                         do {
-                            let service = try await agent.heartbeat(aggregateEvery: aggregateEvery)
+                            let service = try await agent.heartbeat(aggregateEvery: aggregateEvery, signedReply: signedReplies)
                             self.stats.recordLatency(service: service, fromSchedule: ContinuousClock.now - due)
                         } catch {
                             self.stats.count("heartbeat failed: \(error)")

@@ -459,6 +459,9 @@ struct FleetService: Sendable {
                 groups[window.key] = (window, [row.deviceID], 1)
             }
         }
+        // Class names for the table: the labels in each model version's metadata.
+        var labels: [String: [String]] = [:]
+        for record in try await store.models() { labels["\(record.name)\u{1F}\(record.version)"] = modelInfo(record).labels }
         let entries = groups.values.sorted { ($0.0.model, $0.0.version) < ($1.0.model, $1.0.version) }.map { window, devices, count in
             let confidence = window.confidenceHistogram.enumerated().reduce(0.0) { $0 + (Double($1.offset) + 0.5) / 10 * Double($1.element) }
             return MetricsSummary.Entry(model: window.model, version: window.version, devices: devices.count, windows: count,
@@ -467,6 +470,10 @@ struct FleetService: Sendable {
                                         latencyP95Ms: AggregateWindow.latencyPercentile(window.latencyHistogram, 0.95),
                                         latencyP99Ms: AggregateWindow.latencyPercentile(window.latencyHistogram, 0.99),
                                         meanConfidence: window.inferences > 0 ? confidence / Double(window.inferences) : nil)
+        }.map { entry in
+            var named = entry
+            named.classLabels = labels["\(entry.model)\u{1F}\(entry.version)"].flatMap { $0.isEmpty ? nil : $0 }
+            return named
         }
         return MetricsSummary(since: since, entries: entries)
     }

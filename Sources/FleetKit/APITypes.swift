@@ -422,6 +422,16 @@ public struct MetricsSummary: Codable, Sendable, Equatable {
         public var latencyP95Ms: Double?
         public var latencyP99Ms: Double?
         public var meanConfidence: Double?
+        /// The model's class labels by class index (from its metadata), when it has them.
+        public var classLabels: [String]?
+
+        /// The `count` most frequent classes, named by their labels where the model has them.
+        public func topClasses(_ count: Int) -> [(name: String, count: Int)] {
+            classCounts.enumerated().sorted { ($0.element, $1.offset) > ($1.element, $0.offset) }.prefix(count).map { index, value in
+                let labels = classLabels ?? []
+                return (labels.indices.contains(index) && !labels[index].isEmpty ? labels[index] : "class \(index)", value)
+            }
+        }
 
         public init(model: String, version: String, devices: Int, windows: Int, inferences: Int, errors: Int, classCounts: [Int],
                     latencyP50Ms: Double?, latencyP95Ms: Double?, latencyP99Ms: Double?, meanConfidence: Double?) {

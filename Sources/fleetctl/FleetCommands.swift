@@ -359,7 +359,7 @@ struct MetricsCommand: AsyncParsableCommand {
         try options.emit(summary) {
             if summary.entries.isEmpty { print("no inference reported in the last \(since)") }
             print(table([["MODEL", "VERSION", "DEVICES", "INFERENCES", "ERRORS", "P50 MS", "P95 MS", "P99 MS", "MEAN CONFIDENCE", "TOP CLASSES"]] + summary.entries.map { e in
-                let top = e.classCounts.enumerated().sorted { $0.element > $1.element }.prefix(3).map { "\($0.offset):\($0.element)" }.joined(separator: " ")
+                let top = e.topClasses(3).map { "\($0.name):\($0.count)" }.joined(separator: " ")
                 return [e.model, e.version, "\(e.devices)", "\(e.inferences)", "\(e.errors)", e.latencyP50Ms.map { "\($0)" } ?? "-",
                         e.latencyP95Ms.map { "\($0)" } ?? "-", e.latencyP99Ms.map { "\($0)" } ?? "-",
                         e.meanConfidence.map { String(format: "%.3f", $0) } ?? "-", top]

@@ -75,3 +75,15 @@ struct AggregateTests {
         #expect(a.isWellFormed)
     }
 }
+
+@Suite("Metrics summaries")
+struct MetricsSummaryTests {
+    @Test("the top classes are named by the model's labels, most frequent first, ties by class index, unnamed ones as class N")
+    func topClasses() {
+        var entry = MetricsSummary.Entry(model: "m", version: "v", devices: 1, windows: 1, inferences: 10, errors: 0, classCounts: [3, 0, 3, 4],
+                                         latencyP50Ms: nil, latencyP95Ms: nil, latencyP99Ms: nil, meanConfidence: nil)
+        #expect(entry.topClasses(3).map(\.name) == ["class 3", "class 0", "class 2"])
+        entry.classLabels = ["T-shirt/top", "Trouser", "Pullover"]
+        #expect(entry.topClasses(3).map { "\($0.name):\($0.count)" } == ["class 3:4", "T-shirt/top:3", "Pullover:3"])
+    }
+}

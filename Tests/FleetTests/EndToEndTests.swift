@@ -54,6 +54,12 @@ struct EndToEndTests {
         var expectedCounts = [Int](repeating: 0, count: 10)
         for p in predictions { expectedCounts[p] += 1 }
         #expect(metrics.entries.first?.classCounts == expectedCounts)
+        // fleetctl names the top classes by the model's labels, as the dashboard does.
+        let labels = try String(contentsOf: sampleModels.appendingPathComponent("labels.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(metrics.entries.first?.classLabels == labels)
+        let topClass = try #require(expectedCounts.indices.max { (expectedCounts[$0], $1) < (expectedCounts[$1], $0) })
+        let printed = try fleet.fleetctl(["metrics", "--since", "1h", "--model", "fashion"])
+        #expect(printed.contains("\(labels[topClass]):\(expectedCounts[topClass])"), "\(printed)")
         // Prometheus: the controller's fleet gauges and the agent's own counters.
         let (controllerMetrics, _) = try await fleet.admin.send("GET", "/metrics")
         let exposition = String(decoding: controllerMetrics, as: UTF8.self)

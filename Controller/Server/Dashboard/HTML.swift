@@ -81,28 +81,53 @@ enum HTML {
         return svg + "</svg>"
     }
 
-    /// Line chart of several series over time as inline SVG.
-    static func lineChart(_ series: [(name: String, points: [(Date, Double)])], unit: String, width: Int = 760, height: Int = 220) -> String {
+    /// Line chart of several series over time as inline SVG: a time axis with labels (UTC),
+    /// every point also drawn as a dot whose tooltip gives its time and value, so a series
+    /// with a single window (all data in one bucket) still shows, as a dot in the middle.
+    static func lineChart(_ series: [(name: String, points: [(Date, Double)])], unit: String, width: Int = 760, height: Int = 240) -> String {
         let all = series.flatMap(\.points)
-        guard let first = all.map(\.0).min(), let last = all.map(\.0).max(), !all.isEmpty else { return "<p class=muted>no data</p>" }
+        guard let first = all.map(\.0).min(), let last = all.map(\.0).max() else { return "<p class=muted>no data</p>" }
         let top = max(all.map(\.1).max() ?? 1, 0.001)
-        let span = max(last.timeIntervalSince(first), 1)
+        let span = last.timeIntervalSince(first)
         let colors = ["#3b6fd8", "#d04437", "#2e9d5b", "#a15c00", "#7b3fd8", "#1a8fa0"]
-        let left = 50, bottom = height - 24
+        let left = 50, right = width - 20, bottom = height - 40
+        func x(_ date: Date) -> Double {
+            span > 0 ? Double(left) + Double(right - left) * date.timeIntervalSince(first) / span : Double(left + right) / 2
+        }
+        func y(_ value: Double) -> Double { Double(bottom) - Double(bottom - 10) * value / top }
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" role=img>"
-        svg += "<line x1=\"\(left)\" y1=\"10\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"#999\"/><line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(width - 10)\" y2=\"\(bottom)\" stroke=\"#999\"/>"
+        svg += "<line x1=\"\(left)\" y1=\"10\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"#999\"/><line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(right)\" y2=\"\(bottom)\" stroke=\"#999\"/>"
         svg += "<text x=\"2\" y=\"16\" font-size=\"11\">\(formatNumber(top)) \(escape(unit))</text><text x=\"2\" y=\"\(bottom)\" font-size=\"11\">0</text>"
+        // Time axis: the first and last bucket, and the middle when there is a range.
+        let ticks = span > 0 ? [first, first.addingTimeInterval(span / 2), last] : [first]
+        for tick in ticks {
+            let tx = x(tick)
+            svg += "<line x1=\"\(String(format: "%.1f", tx))\" y1=\"\(bottom)\" x2=\"\(String(format: "%.1f", tx))\" y2=\"\(bottom + 4)\" stroke=\"#999\"/>"
+            svg += "<text class=tick x=\"\(String(format: "%.1f", tx))\" y=\"\(bottom + 16)\" font-size=\"11\" text-anchor=\"middle\">\(timeLabel(tick, span: span))</text>"
+        }
         for (index, line) in series.enumerated() {
             let color = colors[index % colors.count]
-            let coordinates = line.points.sorted { $0.0 < $1.0 }.map { point -> String in
-                let x = Double(left) + Double(width - left - 20) * point.0.timeIntervalSince(first) / span
-                let y = Double(bottom) - Double(bottom - 10) * point.1 / top
-                return String(format: "%.1f,%.1f", x, y)
+            let points = line.points.sorted { $0.0 < $1.0 }
+            if points.count > 1 {
+                let coordinates = points.map { String(format: "%.1f,%.1f", x($0.0), y($0.1)) }
+                svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(coordinates.joined(separator: " "))\"/>"
             }
-            svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(coordinates.joined(separator: " "))\"/>"
+            for point in points {
+                svg += "<circle cx=\"\(String(format: "%.1f", x(point.0)))\" cy=\"\(String(format: "%.1f", y(point.1)))\" r=\"3.5\" fill=\"\(color)\">"
+                    + "<title>\(escape(line.name)) at \(timeLabel(point.0, span: span)) UTC: \(formatNumber(point.1)) \(escape(unit))</title></circle>"
+            }
             svg += "<text x=\"\(left + 10 + index * 150)\" y=\"\(height - 6)\" font-size=\"11\" fill=\"\(color)\">\(escape(line.name))</text>"
         }
         return svg + "</svg>"
+    }
+
+    /// "14:05" within a day, "12-02 14:05" across days (UTC, so every operator reads the same).
+    static func timeLabel(_ date: Date, span: TimeInterval) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.month, .day, .hour, .minute], from: date)
+        let time = String(format: "%02d:%02d", c.hour ?? 0, c.minute ?? 0)
+        return span >= 86_400 ? String(format: "%02d-%02d ", c.month ?? 0, c.day ?? 0) + time : time
     }
 
     static func formatNumber(_ value: Double) -> String {

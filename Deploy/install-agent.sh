@@ -6,7 +6,8 @@
 #        [--name pi-kitchen] [--labels site=berlin,room=kitchen] [--advertise http://10.0.0.7:7070] \
 #        [--controller-key-fingerprint sha256:<hex>] [--metrics-listen 0.0.0.0:9100]
 #   (the token from `fleetctl enroll-token create` carries the controller key's fingerprint;
-#   a token without one needs --controller-key-fingerprint, else the agent refuses to enroll)
+#   a token without one needs --controller-key-fingerprint, else the agent refuses to enroll;
+#   --labels are only proposed: deployments target the labels of the token)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CONTROLLER=""; TOKEN=""; NAME="$(hostname)"; LABELS=""; ADVERTISE=""; PORT=7070; FINGERPRINT=""; METRICS_LISTEN=""

@@ -34,7 +34,7 @@ struct Run: AsyncParsableCommand {
     var advertise: String? = environment("BITFLEET_AGENT_ADVERTISE")
     @Option(help: "Device name shown in the fleet (default: host name; env BITFLEET_AGENT_NAME).")
     var name: String = environment("BITFLEET_AGENT_NAME") ?? ProcessInfo.processInfo.hostName
-    @Option(help: "Label key=value (repeatable; env BITFLEET_AGENT_LABELS, comma-separated).")
+    @Option(help: "Label key=value the device proposes at enrollment (repeatable; env BITFLEET_AGENT_LABELS, comma-separated). Shown as proposedLabels; deployments target only the enrollment token's labels.")
     var label: [String] = environment("BITFLEET_AGENT_LABELS")?.split(separator: ",").map(String.init) ?? []
     @Option(help: "Heartbeat interval in seconds (default: what the controller says).")
     var heartbeatInterval: Double?

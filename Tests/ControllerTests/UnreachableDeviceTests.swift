@@ -108,7 +108,9 @@ struct UnreachableDeviceTests {
     @Test("the unreachable check starts only after the controller itself was up for --unreachable-after")
     func waitsForOwnUptime() async throws {
         let clock = TestClock()
-        let harness = try ServiceHarness(now: { clock.now }) { $0.unreachableAfter = 1 }
+        // 8 s of own uptime against a check after 1 s: a busy CI machine that oversleeps by
+        // a few seconds still checks inside the wait (it failed at 1 s against 0.6 s).
+        let harness = try ServiceHarness(now: { clock.now }) { $0.unreachableAfter = 8 }
         let device = try await enroll(harness, "silent")
         let deployment = try await deployV1(harness)
         try await harness.store.applyReport(deviceID: device, report: DeploymentReport(sequence: deployment.sequence, state: .downloading),
@@ -116,10 +118,13 @@ struct UnreachableDeviceTests {
         clock.advance(3600)  // silent for an hour, as if the controller had been down that long
         let sweeper = Task { await UnreachableDevices(service: harness.service, logger: .init(label: "test")).run() }
         defer { sweeper.cancel() }
-        try await Task.sleep(for: .milliseconds(600))
+        let started = ContinuousClock.now
+        try await Task.sleep(for: .seconds(1))
+        let checkedAfter = ContinuousClock.now - started
+        #expect(checkedAfter < .seconds(8), "the check itself came late: \(checkedAfter)")
         #expect(try await harness.store.deviceDeployment(deploymentID: deployment.id, deviceID: device)?.state == "downloading",
-                "0.6 s after the start nothing is blamed yet")
-        try await waitFor("the silent device marked unreachable", seconds: 5) {
+                "\(checkedAfter) after the start nothing is blamed yet")
+        try await waitFor("the silent device marked unreachable", seconds: 30) {
             try await harness.store.deviceDeployment(deploymentID: deployment.id, deviceID: device)?.state == "failed"
         }
     }

@@ -123,6 +123,9 @@ struct FleetService: Sendable {
             throw APIError(.badRequest, "invalid_name", "device name must be 1-100 characters")
         }
         let pushURL = try Self.validatedPushURL(request.pushURL)
+        guard request.labels.count <= 50, request.labels.allSatisfy({ (1...100).contains($0.key.count) && $0.value.count <= 200 }) else {
+            throw APIError(.badRequest, "invalid_labels", "at most 50 proposed labels, keys of 1-100 and values of at most 200 characters")
+        }
         // The key the answer names and the chain that leads to it, read before the token is
         // used up (a failure here must not burn it).
         let (signer, keyGeneration) = keyring.snapshot
@@ -135,14 +138,13 @@ struct FleetService: Sendable {
         // The token's labels are the device's; what the device asks for is kept apart, so a
         // device cannot place itself into `ring=canary` or another site's deployments.
         let labels = (try? FleetJSON.decoder.decode([String: String].self, from: Data(token.labelsJSON.utf8))) ?? [:]
-        let proposed = request.labels.count <= 50 && request.labels.allSatisfy({ $0.key.count <= 100 && $0.value.count <= 200 }) ? request.labels : [:]
         let secret = Secrets.randomToken()
         let credential = "\(deviceID).\(secret)"
         try await store.insertDevice(DeviceRecord(
             id: deviceID, name: request.name, labelsJSON: String(decoding: try FleetJSON.encoder.encode(labels), as: UTF8.self),
             credentialHash: Secrets.hash(secret), enrolledAt: clock(), lastSeen: clock(), agentVersion: request.agentVersion,
             pushURL: pushURL, activeModelJSON: nil, desiredDeploymentID: nil, revoked: false,
-            proposedLabelsJSON: String(decoding: try FleetJSON.encoder.encode(proposed), as: UTF8.self)))
+            proposedLabelsJSON: String(decoding: try FleetJSON.encoder.encode(request.labels), as: UTF8.self)))
         let receipt = try signer.sign(EnrollmentReceipt(fleetID: fleetID, deviceID: deviceID, tokenSHA256: Secrets.hash(secretPart),
                                                         credentialSHA256: Secrets.hash(credential)))
         return EnrollResponse(deviceID: deviceID, credential: credential, fleetID: fleetID, publicKey: signer.publicKeyBase64,

@@ -180,6 +180,14 @@ struct HostileDeviceTests {
         let refused = await #expect(throws: APIError.self) { _ = try await harness.service.targetDevices(DeploymentTarget(labels: ["ring": "canary"])) }
         #expect(refused?.code == "no_devices")
         #expect(try await harness.service.targetDevices(DeploymentTarget(labels: ["site": "berlin"])).map(\.id) == [device.id])
+        // Too many proposals are refused with the reason, before the token is used up.
+        let token = try await harness.service.createEnrollmentToken(EnrollmentTokenRequest(expiresInSeconds: 600))
+        let flood = Dictionary(uniqueKeysWithValues: (0..<51).map { ("k\($0)", "v") })
+        let refusedLabels = await #expect(throws: APIError.self) {
+            _ = try await harness.service.enroll(EnrollRequest(token: token.token, name: "b", labels: flood, pushURL: "", agentVersion: "t"))
+        }
+        #expect(refusedLabels?.code == "invalid_labels")
+        _ = try await harness.service.enroll(EnrollRequest(token: token.token, name: "b", labels: [:], pushURL: "", agentVersion: "t"))
     }
 
     @Test("push URLs are http(s) with a host and nothing the controller has no use for")

@@ -27,7 +27,12 @@ actor AuditRefusalLimiter {
         }
         defer {
             windows[address] = window
-            if windows.count > 10_000 { windows = windows.filter { now.timeIntervalSince($0.value.start) < 60 } }
+            // Bounded without scanning on every request: past 10,000 addresses, forget those
+            // whose minute is over, and all of them if a flood keeps more than that current.
+            if windows.count > 10_000 {
+                windows = windows.filter { now.timeIntervalSince($0.value.start) < 60 }
+                if windows.count > 5_000 { windows.removeAll(keepingCapacity: true) }
+            }
         }
         guard window.written < perMinute else {
             window.suppressed += 1
